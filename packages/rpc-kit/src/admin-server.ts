@@ -1,0 +1,62 @@
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { HealthState } from "./health.ts";
+
+/**
+ * The plain HTTP/1.1 admin port: what kubelet `httpGet` probes, Prometheus
+ * and humans with curl speak (an h2c RPC port refuses HTTP/1.1).
+ *
+ * - `GET /healthz`: 200 while the process is alive and its event loop turns.
+ * - `GET /readyz`: 200 while the process is SERVING, 503 once it drains.
+ */
+export interface AdminServer {
+  listen(port: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Extra admin routes by path (`/metrics`, `/debug/...`), answering GET. */
+export type AdminRoutes = Readonly<Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void>>;
+
+export function createAdminServer(health: HealthState, routes: AdminRoutes = {}): AdminServer {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" }).end("method not allowed\n");
+      return;
+    }
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      return;
+    }
+    if (path === "/readyz") {
+      const ready = health.isServing();
+      res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready\n" : "not ready\n");
+      return;
+    }
+    const route = routes[path];
+    if (route) {
+      route(req, res);
+      return;
+    }
+    res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+  });
+  // Probes open a connection each time; do not let idle ones hold shutdown.
+  server.keepAliveTimeout = 1_000;
+  return {
+    listen(port) {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ port, ipv6Only: false }, () => {
+          server.off("error", reject);
+          resolve((server.address() as AddressInfo).port);
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { createContextKey } from "@connectrpc/connect";
+
+/**
+ * What an outbound call needs to know about the inbound call it is made for:
+ * its deadline and its cancellation. The servers set it around every handler;
+ * clients read it, so that a handler cannot forget to pass them on.
+ */
+export interface CallScope {
+  /** Absolute deadline in epoch ms, or undefined when the caller set none. */
+  readonly deadline: number | undefined;
+  /** Aborted when the inbound call ends, is cancelled or times out. */
+  readonly signal: AbortSignal;
+  /** Headers of the inbound call that outbound calls carry on (see fault-injection.ts). */
+  readonly forwardedHeaders: Headers | undefined;
+}
+
+/** Where a server interceptor puts the headers that the handler's outbound calls must carry on. */
+export const forwardedHeadersKey = createContextKey<Headers | undefined>(undefined, {
+  description: "rpc-kit headers forwarded to outbound calls",
+});
+
+const storage = new AsyncLocalStorage<CallScope>();
+
+/** The scope of the inbound call being served, if any. */
+export function currentCallScope(): CallScope | undefined {
+  return storage.getStore();
+}
+
+/** Runs `fn` with `scope` as the current call scope. */
+export function runInCallScope<R>(scope: CallScope, fn: () => R): R {
+  return storage.run(scope, fn);
+}
+
+/**
+ * Wraps an async iterator so that each `next()` runs inside `scope`: server
+ * streaming handlers are async generators that the engine drives, and their
+ * body must see the scope of the call that started them.
+ */
+export function iterateInCallScope<T>(scope: CallScope, iterable: AsyncIterable<T>): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = storage.run(scope, () => iterable[Symbol.asyncIterator]());
+      return {
+        next: () => storage.run(scope, () => it.next()),
+        return: async (value?: unknown) => {
+          if (it.return)
+            return storage.run(scope, () => (it.return as (v?: unknown) => Promise<IteratorResult<T>>)(value));
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * Typed settings from the environment, parsed once at start.
+ *
+ * Every problem is collected and reported together, so that a misconfigured
+ * deployment is fixed in one round trip instead of one variable at a time.
+ * No other module reads `process.env`.
+ */
+
+/** One environment variable: its name, what it is for, and how to parse it. */
+export interface Setting<T> {
+  readonly env: string;
+  /** One line for humans: shown in errors and in the README's env table. */
+  readonly doc: string;
+  /** The default as a user would write it, or undefined when required. */
+  readonly defaultText: string | undefined;
+  /** Parses the raw value (undefined when unset); throws an Error whose message says what is wrong. */
+  parse(raw: string | undefined): T;
+}
+
+/** The parsed value type of a Setting. */
+export type SettingValue<S> = S extends Setting<infer T> ? T : never;
+
+/** The frozen result of {@link loadConfig} for a spec. */
+export type Config<S extends Record<string, Setting<unknown>>> = {
+  readonly [K in keyof S]: SettingValue<S[K]>;
+};
+
+/** Thrown by {@link loadConfig}: lists every invalid or missing variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid environment:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.problems = problems;
+  }
+}
+
+/**
+ * Parses `env` against `spec` and returns a frozen object with one property
+ * per key of the spec. Throws a {@link ConfigError} naming every problem.
+ */
+export function loadConfig<S extends Record<string, Setting<unknown>>>(
+  spec: S,
+  env: Readonly<Record<string, string | undefined>>,
+): Config<S> {
+  const result: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, setting] of Object.entries(spec)) {
+    const raw = env[setting.env];
+    try {
+      result[key] = setting.parse(raw === "" ? undefined : raw);
+    } catch (err) {
+      const shown = raw === undefined || raw === "" ? "" : `=${JSON.stringify(raw)}`;
+      problems.push(`${setting.env}${shown}: ${(err as Error).message} (${setting.doc})`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  return Object.freeze(result) as Config<S>;
+}
+
+/**
+ * {@link loadConfig} for a process entry point: on error, prints one message
+ * naming the service and every problem to stderr and exits with status 1.
+ */
+export function loadConfigOrExit<S extends Record<string, Setting<unknown>>>(
+  service: string,
+  spec: S,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Config<S> {
+  try {
+    return loadConfig(spec, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${service}: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+function define<T>(
+  env: string,
+  doc: string,
+  defaultValue: T | undefined,
+  defaultText: string | undefined,
+  parseSet: (raw: string) => T,
+): Setting<T> {
+  return {
+    env,
+    doc,
+    defaultText,
+    parse(raw) {
+      if (raw === undefined) {
+        if (defaultValue === undefined) throw new Error("is required");
+        return defaultValue;
+      }
+      return parseSet(raw.trim());
+    },
+  };
+}
+
+function parseInteger(raw: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(raw)) throw new Error(`must be an integer from ${min} to ${max}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new Error(`must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+/** Constructors for settings. Each takes the variable name, its default (omit for required) and a doc line. */
+export const setting = {
+  /** A TCP port, 0 to 65535 (0 asks the OS for a free one). */
+  port(env: string, defaultValue: number | undefined, doc: string): Setting<number> {
+    return define(env, doc, defaultValue, defaultValue?.toString(), (raw) => parseInteger(raw, 0, 65535));
+  },
+  /** An integer within bounds. */
+  int(
+    env: string,
+    defaultValue: number | undefined,
+    doc: string,
+    bounds: { min?: number; max?: number } = {},
+  ): Setting<number> {
+    const min = bounds.min ?? 0;
+    const max = bounds.max ?? Number.MAX_SAFE_INTEGER;
+    return define(env, doc, defaultValue, defaultValue?.toString(), (raw) => parseInteger(raw, min, max));
+  },
+  /** One of a fixed set of words, compared case-insensitively. */
+  oneOf<const T extends string>(
+    env: string,
+    values: readonly T[],
+    defaultValue: T | undefined,
+    doc: string,
+  ): Setting<T> {
+    return define(env, doc, defaultValue, defaultValue, (raw) => {
+      const v = raw.toLowerCase() as T;
+      if (!values.includes(v)) throw new Error(`must be one of ${values.join(", ")}`);
+      return v;
+    });
+  },
+  /** A switch: on/off, true/false, 1/0, yes/no. */
+  bool(env: string, defaultValue: boolean, doc: string): Setting<boolean> {
+    return define(env, doc, defaultValue, defaultValue ? "on" : "off", (raw) => {
+      const v = raw.toLowerCase();
+      if (["on", "true", "1", "yes"].includes(v)) return true;
+      if (["off", "false", "0", "no"].includes(v)) return false;
+      throw new Error("must be on or off");
+    });
+  },
+  /** Free text. */
+  string(env: string, defaultValue: string | undefined, doc: string): Setting<string> {
+    return define(env, doc, defaultValue, defaultValue, (raw) => raw);
+  },
+  /**
+   * The address of an upstream service, checked with {@link parseTarget}:
+   * `name:port` or `dns:///name:port`. Use DNS names (compose service names,
+   * Kubernetes Service names), never IP addresses baked into config.
+   */
+  target(env: string, defaultValue: string | undefined, doc: string): Setting<string> {
+    return define(
+      env,
+      doc,
+      defaultValue === undefined ? undefined : parseTarget(defaultValue),
+      defaultValue,
+      parseTarget,
+    );
+  },
+};
+
+/**
+ * Normalizes an upstream address to a grpc-js target. Accepts `host:port`,
+ * `[v6]:port` and `dns:///host:port`; returns the `dns:///` form. Throws with
+ * a message saying what is wrong otherwise.
+ */
+export function parseTarget(raw: string): string {
+  const rest = raw.startsWith("dns:///") ? raw.slice("dns:///".length) : raw;
+  if (rest.includes("://") || rest.includes("/")) {
+    throw new Error("must be host:port or dns:///host:port");
+  }
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(rest);
+  if (m === null) throw new Error("must be host:port or dns:///host:port");
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new Error("port must be from 1 to 65535");
+  return `dns:///${m[1]}:${port}`;
+}

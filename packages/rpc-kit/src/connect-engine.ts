@@ -1,0 +1,137 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { create } from "@bufbuild/protobuf";
+import type { Interceptor, StreamRequest } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
+
+/**
+ * The edge engine: @connectrpc/connect-node serving Connect (JSON and binary),
+ * gRPC-Web and gRPC on one plaintext port, over HTTP/1.1 and h2c alike.
+ *
+ * Node's http2 server refuses HTTP/1.1 without TLS, so each connection's
+ * first bytes decide: the HTTP/2 preface goes to an http2 server, anything
+ * else to an http server; the same Connect handler serves both.
+ */
+export interface ConnectEngineOptions {
+  readonly interceptors: readonly Interceptor[];
+  /** Aborts every handler's signal when fired (forced shutdown). */
+  readonly shutdownSignal: AbortSignal;
+  /** Largest request message accepted, in bytes. */
+  readonly readMaxBytes: number;
+}
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export interface ConnectEngine {
+  /** Listens on `port` (0 for any) on all interfaces; resolves with the bound port. */
+  listen(port: number): Promise<number>;
+  /**
+   * Stops accepting connections, asks open ones to finish (GOAWAY on h2,
+   * `connection: close` on HTTP/1.1) and resolves when all have closed.
+   */
+  close(): Promise<void>;
+  /** Destroys every open connection at once. */
+  destroy(): void;
+}
+
+/**
+ * A server-streaming request with no message at all (`curl --data-binary ''`
+ * with a Connect streaming content type) is served as a request with the
+ * default message instead of failing with "missing input message": the
+ * friendlier reading for methods like ListProfiles whose request is empty.
+ */
+const defaultStreamRequest: Interceptor = (next) => (req) => {
+  if (!req.stream || req.method.methodKind !== "server_streaming") return next(req);
+  const input = req.message;
+  const method = req.method;
+  async function* orDefault() {
+    let seen = false;
+    for await (const m of input) {
+      seen = true;
+      yield m;
+    }
+    if (!seen) yield create(method.input);
+  }
+  return next({ ...req, message: orDefault() } as StreamRequest);
+};
+
+export function createConnectEngine(
+  registrations: readonly ServiceRegistration[],
+  options: ConnectEngineOptions,
+): ConnectEngine {
+  const handler = connectNodeAdapter({
+    interceptors: [...options.interceptors, defaultStreamRequest],
+    shutdownSignal: options.shutdownSignal,
+    readMaxBytes: options.readMaxBytes,
+    routes(router) {
+      for (const registration of registrations) {
+        for (const spec of scopedMethodSpecs(registration)) {
+          router.rpc(spec.method, spec.impl as never);
+        }
+      }
+    },
+  });
+
+  const h1 = http.createServer(handler);
+  const h2 = http2.createServer({}, handler);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let closing = false;
+
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  // Ask HTTP/1.1 keep-alive clients to reconnect elsewhere once we are closing.
+  h1.on("request", (_req, res) => {
+    if (closing) res.setHeader("connection", "close");
+  });
+
+  const listener = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isH2 && head.length < H2_PREFACE.length) return; // need more bytes to decide
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      if (isH2) {
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+
+  return {
+    listen(port) {
+      return new Promise((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen({ port, ipv6Only: false }, () => {
+          listener.off("error", reject);
+          resolve((listener.address() as net.AddressInfo).port);
+        });
+      });
+    },
+    close() {
+      closing = true;
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      for (const session of sessions) session.close();
+      h1.closeIdleConnections();
+      return closed;
+    },
+    destroy() {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequest_FieldViolationSchema, BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
+
+/**
+ * The error policy of every hop, in one place.
+ *
+ * - A handler's own ConnectError goes to the caller as thrown: code, message, details.
+ * - An error that came from an upstream call and escaped the handler is
+ *   translated (Google API guidance, "translate, don't relay"): NotFound and
+ *   AlreadyExists keep their code, message and details; Unavailable and
+ *   ResourceExhausted become Unavailable; DeadlineExceeded and Canceled keep
+ *   their code; anything else (the upstream's InvalidArgument is our bug)
+ *   becomes Internal. A handler that means to pass another code on says so
+ *   with {@link relayUpstreamError}.
+ * - Anything that is not a ConnectError becomes Internal with a safe message.
+ *
+ * The original error always stays in `cause`, for the log line, never for the wire.
+ */
+
+/** Where an upstream error came from, for logs. */
+export interface UpstreamOrigin {
+  readonly target: string;
+  /** `package.Service/Method` */
+  readonly procedure: string;
+}
+
+const upstreamOrigins = new WeakMap<ConnectError, UpstreamOrigin>();
+
+/** Marks an error as received from an upstream call (done by the client transport). */
+export function markUpstreamError(err: ConnectError, origin: UpstreamOrigin): ConnectError {
+  upstreamOrigins.set(err, origin);
+  return err;
+}
+
+/** The upstream call an error came from, or undefined for a local error. */
+export function upstreamOriginOf(err: unknown): UpstreamOrigin | undefined {
+  return err instanceof ConnectError ? upstreamOrigins.get(err) : undefined;
+}
+
+/** Codes an upstream error keeps when it escapes a handler. */
+const KEPT_UPSTREAM_CODES: ReadonlySet<Code> = new Set([
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.DeadlineExceeded,
+  Code.Canceled,
+  Code.Unavailable,
+]);
+
+/** The message sent for Internal errors, which never carry a cause's text. */
+export const INTERNAL_ERROR_MESSAGE = "internal error";
+
+/**
+ * Turns whatever a handler threw into the error its caller receives. The
+ * returned error's `cause` holds the original for logging.
+ */
+export function toCallerError(thrown: unknown): ConnectError {
+  if (!(thrown instanceof ConnectError)) {
+    return new ConnectError(INTERNAL_ERROR_MESSAGE, Code.Internal, undefined, undefined, thrown);
+  }
+  if (!upstreamOrigins.has(thrown)) {
+    return thrown;
+  }
+  return translateUpstreamError(thrown);
+}
+
+/** Applies the translation policy above to an error received from an upstream call. */
+export function translateUpstreamError(err: ConnectError): ConnectError {
+  if (err.code === Code.ResourceExhausted || err.code === Code.Unavailable) {
+    return new ConnectError("a dependency is unavailable", Code.Unavailable, undefined, undefined, err);
+  }
+  if (KEPT_UPSTREAM_CODES.has(err.code)) {
+    const kept = new ConnectError(err.rawMessage, err.code, undefined, undefined, err);
+    kept.details = err.details;
+    return kept;
+  }
+  return new ConnectError(INTERNAL_ERROR_MESSAGE, Code.Internal, undefined, undefined, err);
+}
+
+/**
+ * Passes an upstream error on unchanged (code, message and details) when the
+ * handler knows the caller should see it, e.g. the owner's InvalidArgument
+ * about input that the handler forwarded verbatim.
+ */
+export function relayUpstreamError(err: ConnectError): ConnectError {
+  const relayed = new ConnectError(err.rawMessage, err.code, undefined, undefined, err);
+  relayed.details = err.details;
+  return relayed;
+}
+
+/** One field-level problem of a request. */
+export interface FieldViolation {
+  /** The field's path in the request, as in the .proto (e.g. `email`). */
+  readonly field: string;
+  /** What is wrong, for the caller. Never echo the value of a redacted field. */
+  readonly description: string;
+}
+
+/**
+ * An InvalidArgument error carrying a google.rpc.BadRequest that names each
+ * offending field. The message lists the fields too, for humans with curl.
+ */
+export function invalidArgument(violations: readonly FieldViolation[]): ConnectError {
+  const message = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new ConnectError(message, Code.InvalidArgument, undefined, [
+    {
+      desc: BadRequestSchema,
+      value: {
+        fieldViolations: violations.map((v) =>
+          create(BadRequest_FieldViolationSchema, { field: v.field, description: v.description }),
+        ),
+      },
+    },
+  ]);
+}

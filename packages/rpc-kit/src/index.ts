@@ -1,0 +1,37 @@
+export { currentCallScope } from "./call-scope.ts";
+export { ChannelPool, DEFAULT_CHANNEL_OPTIONS, defaultChannelPool } from "./channel-pool.ts";
+export { type ClientOptions, createClient, createClientFromTransport } from "./client.ts";
+export { codeToString } from "./codes.ts";
+export {
+  type Config,
+  ConfigError,
+  loadConfig,
+  loadConfigOrExit,
+  parseTarget,
+  type Setting,
+  setting,
+} from "./config.ts";
+export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS, outboundTimeoutMs } from "./deadline.ts";
+export {
+  type FieldViolation,
+  INTERNAL_ERROR_MESSAGE,
+  invalidArgument,
+  relayUpstreamError,
+  toCallerError,
+  translateUpstreamError,
+  upstreamOriginOf,
+} from "./errors.ts";
+export { HealthState, ServingStatus } from "./health.ts";
+export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./logger.ts";
+export { REDACTED, redactMessage } from "./redact.ts";
+export { requestLogger } from "./rpc-log.ts";
+export {
+  ListenError,
+  MAX_MESSAGE_BYTES,
+  type RunningServer,
+  type ServeOptions,
+  type ServerSettings,
+  serve,
+  serverSettings,
+} from "./server.ts";
+export { type ServiceRegistration, service } from "./service-registration.ts";

@@ -1,0 +1,93 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import pino, { type DestinationStream, type Logger } from "pino";
+import pretty from "pino-pretty";
+import { codeToString } from "./codes.ts";
+import { redactForLog } from "./redact.ts";
+
+export type { Logger } from "pino";
+
+/** Log levels accepted by LOG_LEVEL. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** LOG_FORMAT: `json` (one object per line), `pretty` (for humans), or `auto` (pretty only on a TTY). */
+export const LOG_FORMATS = ["auto", "json", "pretty"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+export interface LoggerOptions {
+  /** The `service` field of every line. */
+  readonly service: string;
+  readonly level: LogLevel;
+  readonly format: LogFormat;
+  /** Where lines go. Default stdout, asynchronously (flushed by {@link flushLogger}). */
+  readonly destination?: DestinationStream;
+}
+
+/**
+ * A pino logger with the platform's conventions: `service` on every line,
+ * ISO time, level as a word, errors as `{type, code, message, stack, cause}`,
+ * protobuf messages shown redacted (never whole, never a `debug_redact`
+ * field), and pretty output only where a human reads it.
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  const usePretty = options.format === "pretty" || (options.format === "auto" && process.stdout.isTTY === true);
+  const destination =
+    options.destination ??
+    (usePretty
+      ? pretty({
+          colorize: process.stdout.isTTY === true,
+          translateTime: "HH:MM:ss.l",
+          ignore: "pid,hostname,service",
+          messageFormat: "{service} | {msg}",
+          sync: true,
+        })
+      : pino.destination({ dest: 1, sync: false }));
+  return pino(
+    {
+      level: options.level,
+      base: { service: options.service },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (object) => redactForLog(object) as Record<string, unknown>,
+      },
+      serializers: { err: serializeError, cause: serializeError },
+      // Defence in depth: credentials never reach a line, whatever a handler logs.
+      redact: {
+        paths: ["authorization", "*.authorization", "cookie", "*.cookie", "password", "*.password", "token", "*.token"],
+        censor: "[REDACTED]",
+      },
+    },
+    destination,
+  );
+}
+
+/** Writes out buffered lines; call before `process.exit`. */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    logger.flush(() => resolve());
+  });
+}
+
+/**
+ * Errors for log lines: type, code (for ConnectErrors), message, stack and
+ * cause chain. ConnectError details and metadata are left out: they may carry
+ * data that is not ours to log.
+ */
+export function serializeError(err: unknown, depth = 0): unknown {
+  if (!(err instanceof Error)) return err;
+  const out: Record<string, unknown> = { type: err.name };
+  if (err instanceof ConnectError) {
+    out.code = codeToString(err.code);
+    out.message = err.rawMessage;
+  } else {
+    out.message = err.message;
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === "string" || typeof code === "number") out.code = code;
+  }
+  if (err.stack && !(err instanceof ConnectError && err.code !== Code.Internal && err.code !== Code.Unknown)) {
+    out.stack = err.stack;
+  }
+  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1);
+  return out;
+}

@@ -1,0 +1,285 @@
+import type { Interceptor } from "@connectrpc/connect";
+import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import { type AdminRoutes, type AdminServer, createAdminServer } from "./admin-server.ts";
+import { type ChannelPool, defaultChannelPool } from "./channel-pool.ts";
+import { type Config, setting } from "./config.ts";
+import { type ConnectEngine, createConnectEngine } from "./connect-engine.ts";
+import { errorBoundary } from "./error-boundary.ts";
+import { faultInjectionInterceptor } from "./fault-injection.ts";
+import { createGrpcEngine } from "./grpc-engine.ts";
+import { createHealthService, HealthService, HealthState, ServingStatus } from "./health.ts";
+import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./logger.ts";
+import { registerServiceSchemas } from "./redact.ts";
+import { rpcLogInterceptor } from "./rpc-log.ts";
+import { type ServiceRegistration, service } from "./service-registration.ts";
+import { onShutdownSignals } from "./shutdown-signals.ts";
+
+/** Largest message a server accepts and sends: 4 MiB, gRPC's default. */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The environment every server reads, with its defaults. Spread it into an
+ * app's config spec: `loadConfig({ ...serverSettings({ port: 50051, adminPort: 9051 }), ... })`.
+ */
+export function serverSettings(defaults: { port: number; adminPort: number }) {
+  return {
+    port: setting.port("PORT", defaults.port, "RPC port (gRPC, or Connect/gRPC-Web/gRPC at the edge)"),
+    adminPort: setting.port("ADMIN_PORT", defaults.adminPort, "plain HTTP port for /healthz, /readyz, /metrics"),
+    logLevel: setting.oneOf("LOG_LEVEL", LOG_LEVELS, "info", "minimum level of log lines"),
+    logFormat: setting.oneOf("LOG_FORMAT", LOG_FORMATS, "auto", "json, pretty, or auto (pretty on a TTY)"),
+    drainDelayMs: setting.int(
+      "SHUTDOWN_DRAIN_DELAY_MS",
+      1_000,
+      "after SIGTERM, time spent NOT_SERVING but still accepting, so that callers stop sending",
+      { max: 600_000 },
+    ),
+    shutdownTimeoutMs: setting.int(
+      "SHUTDOWN_TIMEOUT_MS",
+      10_000,
+      "bound on finishing in-flight calls after the drain delay; then they are cancelled",
+      { max: 600_000 },
+    ),
+    faultInjection: setting.bool(
+      "FAULT_INJECTION",
+      false,
+      "honour x-fault-delay-ms/x-fault-target request headers (demos and drills only)",
+    ),
+    maxConnectionAgeMs: setting.int(
+      "MAX_CONNECTION_AGE_MS",
+      300_000,
+      "internal servers close connections older than this (grpc.max_connection_age_ms) so clients rebalance; 0 = never",
+      { max: 86_400_000 },
+    ),
+  };
+}
+
+/** The settings `serve()` reads, as parsed from {@link serverSettings}. */
+export type ServerSettings = Config<ReturnType<typeof serverSettings>>;
+
+export interface ServeOptions {
+  /** The service's name in logs (and later in traces and metrics). */
+  readonly name: string;
+  /**
+   * `grpc` (default): a grpc-js server speaking gRPC over h2c, for internal hops.
+   * `connect`: connect-node speaking Connect, gRPC-Web and gRPC over HTTP/1.1 and h2c, for the public edge.
+   */
+  readonly engine?: "grpc" | "connect";
+  readonly services: readonly ServiceRegistration[];
+  readonly settings: ServerSettings;
+  /** Default: a logger built from the settings. */
+  readonly logger?: Logger;
+  /** App interceptors, run inside the kit's (logging, errors). */
+  readonly interceptors?: readonly Interceptor[];
+  /** Extra admin routes. */
+  readonly adminRoutes?: AdminRoutes;
+  /** The client channels closed at shutdown. Default the process-wide pool. */
+  readonly pool?: ChannelPool;
+  /**
+   * Default true: SIGTERM/SIGINT shut the server down and exit the process
+   * (a second signal exits at once), and a failure to start is reported in
+   * one line and exits with status 1. Tests set false and call `shutdown()`.
+   */
+  readonly ownsProcess?: boolean;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  readonly adminPort: number;
+  readonly logger: Logger;
+  readonly health: HealthState;
+  /**
+   * NOT_SERVING → drain delay → stop accepting → finish in-flight calls
+   * (bounded by the shutdown timeout, then cancelled) → close client channels
+   * → flush logs. Idempotent.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** Raised when a port cannot be bound; its message names the port and its variable. */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+/**
+ * Serves `services` on the RPC port with grpc.health.v1 beside them, and the
+ * admin port, and shuts both down in order. See {@link ServeOptions}.
+ */
+export async function serve(options: ServeOptions): Promise<RunningServer> {
+  const { settings, name } = options;
+  const logger =
+    options.logger ?? createLogger({ service: name, level: settings.logLevel, format: settings.logFormat });
+  const ownsProcess = options.ownsProcess ?? true;
+  const health = new HealthState();
+  const forceStop = new AbortController();
+  const interceptors = [
+    rpcLogInterceptor(logger),
+    errorBoundary,
+    ...(settings.faultInjection ? [faultInjectionInterceptor(name)] : []),
+    ...(options.interceptors ?? []),
+  ];
+  const registrations = [...options.services, service(HealthService, createHealthService(health))];
+  for (const r of registrations) registerServiceSchemas(r.service);
+
+  let rpc: RpcListener;
+  let admin: AdminServer;
+  let port: number;
+  let adminPort: number;
+  try {
+    rpc =
+      options.engine === "connect"
+        ? connectListener(
+            createConnectEngine(registrations, {
+              interceptors,
+              shutdownSignal: forceStop.signal,
+              readMaxBytes: MAX_MESSAGE_BYTES,
+            }),
+          )
+        : grpcListener(
+            createGrpcEngine(registrations, {
+              interceptors,
+              shutdownSignal: forceStop.signal,
+              serverOptions: {
+                "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+                "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+                "grpc.keepalive_permit_without_calls": 1,
+                ...(settings.maxConnectionAgeMs > 0 && {
+                  "grpc.max_connection_age_ms": settings.maxConnectionAgeMs,
+                  "grpc.max_connection_age_grace_ms": settings.shutdownTimeoutMs,
+                }),
+              },
+            }),
+          );
+    port = await bindOrExplain(() => rpc.listen(settings.port), settings.port, "PORT");
+    admin = createAdminServer(health, options.adminRoutes);
+    adminPort = await bindOrExplain(() => admin.listen(settings.adminPort), settings.adminPort, "ADMIN_PORT").catch(
+      async (err: unknown) => {
+        rpc.destroy();
+        throw err;
+      },
+    );
+  } catch (err) {
+    if (ownsProcess && err instanceof ListenError) {
+      logger.fatal(`${name} cannot start: ${err.message}`);
+      await flushLogger(logger);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  for (const r of registrations) health.set(r.service.typeName, ServingStatus.SERVING);
+  health.set("", ServingStatus.SERVING);
+  logger.info({ port, admin_port: adminPort, engine: options.engine ?? "grpc" }, `${name} listening`);
+
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = () => {
+    shuttingDown ??= (async () => {
+      logger.info({ drain_delay_ms: settings.drainDelayMs }, `${name} shutting down`);
+      health.setAll(ServingStatus.NOT_SERVING);
+      await delay(settings.drainDelayMs);
+      health.close();
+      const stopped = rpc.close();
+      const timedOut = await withTimeout(stopped, settings.shutdownTimeoutMs);
+      if (timedOut) {
+        logger.warn(
+          { shutdown_timeout_ms: settings.shutdownTimeoutMs },
+          "in-flight calls did not finish in time; cancelling them",
+        );
+        forceStop.abort();
+        rpc.destroy();
+      }
+      (options.pool ?? defaultChannelPool).close();
+      await admin.close();
+      logger.info(`${name} stopped`);
+      await flushLogger(logger);
+    })();
+    return shuttingDown;
+  };
+
+  if (ownsProcess) {
+    onShutdownSignals({
+      onFirst: (signal) => {
+        logger.info({ signal }, "signal received");
+        shutdown().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err }, "shutdown failed");
+            void flushLogger(logger).finally(() => process.exit(1));
+          },
+        );
+      },
+      onSecond: (signal) => {
+        logger.warn({ signal }, "second signal: exiting now");
+        logger.flush();
+        process.exit(1);
+      },
+    });
+  }
+
+  return { port, adminPort, logger, health, shutdown };
+}
+
+/** The RPC port, whichever engine serves it. */
+interface RpcListener {
+  listen(port: number): Promise<number>;
+  /** Stop accepting; resolve when in-flight calls are done. */
+  close(): Promise<void>;
+  /** Cut every connection now. */
+  destroy(): void;
+}
+
+function grpcListener(server: Server): RpcListener {
+  return {
+    listen: (port) =>
+      new Promise((resolve, reject) => {
+        server.bindAsync(`[::]:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+          if (err === null) {
+            resolve(bound);
+            return;
+          }
+          // No IPv6 in this network namespace: fall back to IPv4.
+          server.bindAsync(`0.0.0.0:${port}`, ServerCredentials.createInsecure(), (err4, bound4) =>
+            err4 === null ? resolve(bound4) : reject(err),
+          );
+        });
+      }),
+    close: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+    destroy: () => server.forceShutdown(),
+  };
+}
+
+function connectListener(engine: ConnectEngine): RpcListener {
+  return { listen: (port) => engine.listen(port), close: () => engine.close(), destroy: () => engine.destroy() };
+}
+
+async function bindOrExplain(bind: () => Promise<number>, port: number, envName: string): Promise<number> {
+  try {
+    return await bind();
+  } catch (err) {
+    const text = String((err as Error).message ?? err);
+    const code = (err as { code?: unknown }).code;
+    if (code === "EADDRINUSE" || /EADDRINUSE|address already in use/i.test(text)) {
+      throw new ListenError(`port ${port} is already in use (set ${envName} to a free port)`);
+    }
+    if (code === "EACCES" || /EACCES|permission denied/i.test(text)) {
+      throw new ListenError(`no permission to listen on port ${port} (set ${envName} to a port above 1023)`);
+    }
+    throw new ListenError(`cannot listen on port ${port} (${envName}): ${text}`);
+  }
+}
+
+/** Resolves true when `promise` did not settle within `ms`. */
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
