@@ -1,0 +1,42 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { invalidArgument, requestLogger } from "@demo/rpc-kit";
+import { EmailTakenError, type UserStore } from "./user-store.ts";
+import { checkEmail, checkName, checkUserId } from "./validation.ts";
+
+export { UserStore } from "./user-store.ts";
+
+/** demo.users.v1.UserService over a store. */
+export function createUserService(store: UserStore): ServiceImpl<typeof UserService> {
+  return {
+    getUser(req) {
+      const violations = checkUserId(req.id);
+      if (violations.length > 0) throw invalidArgument(violations);
+      const user = store.get(req.id);
+      if (user === undefined) throw new ConnectError(`user ${req.id} not found`, Code.NotFound);
+      return { user };
+    },
+
+    createUser(req, ctx) {
+      const violations = [...checkName(req.name), ...checkEmail(req.email)];
+      if (violations.length > 0) throw invalidArgument(violations);
+      try {
+        const user = store.create(req.name.trim(), req.email);
+        requestLogger(ctx).info({ user_id: user.id }, "user created");
+        return { user };
+      } catch (err) {
+        if (err instanceof EmailTakenError) {
+          throw new ConnectError("a user with this email already exists", Code.AlreadyExists);
+        }
+        throw err;
+      }
+    },
+
+    async *listUsers(_req, ctx) {
+      for (const user of store.list()) {
+        if (ctx.signal.aborted) return;
+        yield { user };
+      }
+    },
+  };
+}
