@@ -126,6 +126,9 @@ function serverStreamingFn(transport: Transport, method: DescMethodServerStreami
           if (!finished) {
             finished = true;
             controller.abort();
+            // One more read lets Connect's call runner see the abort and clear
+            // its deadline timer, which would otherwise hold the event loop.
+            if (started) await started.then(({ it }) => it.next()).catch(() => undefined);
           }
           return { done: true, value: undefined };
         },

@@ -65,6 +65,8 @@ export function createConnectEngine(
     interceptors: [...options.interceptors, defaultStreamRequest],
     shutdownSignal: options.shutdownSignal,
     readMaxBytes: options.readMaxBytes,
+    // A misspelt field is an error the caller should see, not a silently empty value.
+    jsonOptions: { ignoreUnknownFields: false },
     routes(router) {
       for (const registration of registrations) {
         for (const spec of scopedMethodSpecs(registration)) {
@@ -85,9 +87,20 @@ export function createConnectEngine(
     session.once("close", () => sessions.delete(session));
     if (closing) session.close();
   });
-  // Ask HTTP/1.1 keep-alive clients to reconnect elsewhere once we are closing.
-  h1.on("request", (_req, res) => {
+  // HTTP/1.1 sockets with the number of requests in progress on each: the
+  // http server does not track connections it did not accept itself, so idle
+  // keep-alive sockets are closed here at shutdown.
+  const h1Requests = new Map<net.Socket, number>();
+  h1.on("request", (req, res) => {
+    const socket = req.socket;
+    h1Requests.set(socket, (h1Requests.get(socket) ?? 0) + 1);
+    // Once closing, ask keep-alive clients to reconnect elsewhere.
     if (closing) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const left = (h1Requests.get(socket) ?? 1) - 1;
+      h1Requests.set(socket, left);
+      if (closing && left === 0) socket.end();
+    });
   });
 
   const listener = net.createServer((socket) => {
@@ -105,6 +118,8 @@ export function createConnectEngine(
       if (isH2) {
         h2.emit("connection", socket);
       } else {
+        h1Requests.set(socket, 0);
+        socket.once("close", () => h1Requests.delete(socket));
         h1.emit("connection", socket);
         socket.resume();
       }
@@ -127,10 +142,12 @@ export function createConnectEngine(
       closing = true;
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       for (const session of sessions) session.close();
-      h1.closeIdleConnections();
+      for (const [socket, inProgress] of h1Requests) if (inProgress === 0) socket.end();
       return closed;
     },
     destroy() {
+      closing = true;
+      listener.close();
       for (const socket of sockets) socket.destroy();
     },
   };

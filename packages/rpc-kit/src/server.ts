@@ -1,5 +1,6 @@
+import { format } from "node:util";
 import type { Interceptor } from "@connectrpc/connect";
-import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import { type Server, ServerCredentials, setLogger } from "@grpc/grpc-js";
 import { type AdminRoutes, type AdminServer, createAdminServer } from "./admin-server.ts";
 import { type ChannelPool, defaultChannelPool } from "./channel-pool.ts";
 import { type Config, setting } from "./config.ts";
@@ -109,6 +110,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const logger =
     options.logger ?? createLogger({ service: name, level: settings.logLevel, format: settings.logFormat });
   const ownsProcess = options.ownsProcess ?? true;
+  routeGrpcJsLogs(logger);
   const health = new HealthState();
   const forceStop = new AbortController();
   const interceptors = [
@@ -216,6 +218,16 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   }
 
   return { port, adminPort, logger, health, shutdown };
+}
+
+/**
+ * grpc-js writes its own diagnostics to stderr (e.g. "No address added out
+ * of total 1 resolved" next to our port-in-use line); route them into the
+ * service's log at debug level, where LOG_LEVEL=debug shows them.
+ */
+function routeGrpcJsLogs(logger: Logger): void {
+  const write = (...args: unknown[]) => logger.debug({ component: "grpc-js" }, format(...args));
+  setLogger({ error: write, info: write, debug: write });
 }
 
 /** The RPC port, whichever engine serves it. */

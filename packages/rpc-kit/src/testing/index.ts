@@ -1,0 +1,108 @@
+/**
+ * Helpers for testing handlers without a network: `@demo/rpc-kit/testing`.
+ */
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import {
+  type Client,
+  ConnectError,
+  createHandlerContext,
+  createRouterTransport,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import { createClientFromTransport } from "../client.ts";
+import { errorBoundary } from "../error-boundary.ts";
+import { markUpstreamError } from "../errors.ts";
+import { createLogger, type Logger } from "../logger.ts";
+import type { ServerSettings } from "../server.ts";
+import { service as registration, scopedMethodSpecs } from "../service-registration.ts";
+
+/** A HandlerContext for calling a handler directly, optionally with a deadline. */
+export function createTestContext(
+  method: DescMethod,
+  init: { timeoutMs?: number; signal?: AbortSignal } = {},
+): HandlerContext {
+  return createHandlerContext({
+    service: method.parent,
+    method,
+    protocolName: "test",
+    requestMethod: "POST",
+    url: `/${method.parent.typeName}/${method.name}`,
+    ...(init.timeoutMs !== undefined && { timeoutMs: init.timeoutMs }),
+    ...(init.signal !== undefined && { requestSignal: init.signal }),
+  });
+}
+
+/** Client-side: errors from the in-memory server count as upstream errors, as they would from a real hop. */
+const markAsUpstream: Interceptor = (next) => async (req) => {
+  try {
+    return await next(req);
+  } catch (err) {
+    if (err instanceof ConnectError) {
+      markUpstreamError(err, { target: "in-memory", procedure: `${req.service.typeName}/${req.method.name}` });
+    }
+    throw err;
+  }
+};
+
+/**
+ * A client for `impl` served in memory through the Connect protocol, with
+ * rpc-kit's error policy and call scope as on a real server: the way to give
+ * a handler under test a real upstream without a network.
+ */
+export function createInMemoryClient<S extends DescService>(desc: S, impl: ServiceImpl<S>): Client<S> {
+  const transport = createRouterTransport(
+    (router) => {
+      for (const spec of scopedMethodSpecs(registration(desc, impl))) router.rpc(spec.method, spec.impl as never);
+    },
+    { router: { interceptors: [errorBoundary] }, transport: { interceptors: [markAsUpstream] } },
+  );
+  return createClientFromTransport(desc, transport);
+}
+
+/** Server settings for tests: any free ports, no drain delay, short shutdown bound. */
+export function testServerSettings(overrides: Partial<ServerSettings> = {}): ServerSettings {
+  return {
+    port: 0,
+    adminPort: 0,
+    logLevel: "info",
+    logFormat: "json",
+    drainDelayMs: 0,
+    shutdownTimeoutMs: 2_000,
+    faultInjection: false,
+    maxConnectionAgeMs: 0,
+    ...overrides,
+  };
+}
+
+/** A logger that keeps every line it writes, parsed, for assertions. */
+export function captureLogger(service: string): {
+  logger: Logger;
+  lines: Record<string, unknown>[];
+  text: () => string;
+} {
+  const raw: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    service,
+    level: "debug",
+    format: "json",
+    destination: {
+      write(line: string) {
+        raw.push(line);
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    },
+  });
+  return { logger, lines, text: () => raw.join("") };
+}
+
+/** Polls `check` every 10 ms until it holds; throws after `ms` (default 2 s). */
+export async function waitFor(check: () => boolean, ms = 2_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
