@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import {
@@ -67,6 +68,16 @@ describe("toCallerError", () => {
       assert.equal(err.rawMessage, INTERNAL_ERROR_MESSAGE);
       assert.equal(err.details.length, 0);
     }
+  });
+
+  it("decodes standard details received from the wire when passing them on (for Connect JSON's debug)", () => {
+    const wire = markUpstreamError(new ConnectError("user u-9 not found", Code.NotFound), origin);
+    const sent = invalidArgument([{ field: "id", description: "x" }]).details[0];
+    assert.ok(sent && "desc" in sent);
+    wire.details = [{ type: "google.rpc.BadRequest", value: toBinary(sent.desc, create(sent.desc, sent.value)) }];
+    const passed = toCallerError(wire);
+    assert.ok(passed.details[0] && "desc" in passed.details[0]);
+    assert.equal(passed.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field, "id");
   });
 
   it("lets a handler relay an upstream error deliberately", () => {

@@ -1,6 +1,10 @@
-import { create } from "@bufbuild/protobuf";
+import { create, createRegistry, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequest_FieldViolationSchema, BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
+import {
+  BadRequest_FieldViolationSchema,
+  BadRequestSchema,
+  file_google_rpc_error_details,
+} from "@demo/proto/google/rpc/error_details_pb";
 
 /**
  * The error policy of every hop, in one place.
@@ -44,7 +48,6 @@ const KEPT_UPSTREAM_CODES: ReadonlySet<Code> = new Set([
   Code.AlreadyExists,
   Code.DeadlineExceeded,
   Code.Canceled,
-  Code.Unavailable,
 ]);
 
 /** The message sent for Internal errors, which never carry a cause's text. */
@@ -70,9 +73,7 @@ export function translateUpstreamError(err: ConnectError): ConnectError {
     return new ConnectError("a dependency is unavailable", Code.Unavailable, undefined, undefined, err);
   }
   if (KEPT_UPSTREAM_CODES.has(err.code)) {
-    const kept = new ConnectError(err.rawMessage, err.code, undefined, undefined, err);
-    kept.details = err.details;
-    return kept;
+    return passOn(err);
   }
   return new ConnectError(INTERNAL_ERROR_MESSAGE, Code.Internal, undefined, undefined, err);
 }
@@ -83,9 +84,26 @@ export function translateUpstreamError(err: ConnectError): ConnectError {
  * about input that the handler forwarded verbatim.
  */
 export function relayUpstreamError(err: ConnectError): ConnectError {
-  const relayed = new ConnectError(err.rawMessage, err.code, undefined, undefined, err);
-  relayed.details = err.details;
-  return relayed;
+  return passOn(err);
+}
+
+/** The standard google.rpc error details, decoded when passed on so that Connect JSON shows them in `debug`. */
+const errorDetailTypes = createRegistry(file_google_rpc_error_details);
+
+/** A local copy of an upstream error: same code, message and details; the original as cause. */
+function passOn(err: ConnectError): ConnectError {
+  const copy = new ConnectError(err.rawMessage, err.code, undefined, undefined, err);
+  copy.details = err.details.map((d) => {
+    if ("desc" in d) return d;
+    const desc = errorDetailTypes.getMessage(d.type);
+    if (desc === undefined) return d;
+    try {
+      return { desc, value: fromBinary(desc, d.value) };
+    } catch {
+      return d;
+    }
+  });
+  return copy;
 }
 
 /** One field-level problem of a request. */

@@ -55,6 +55,12 @@ export interface GrpcEngineOptions {
 
 const contextKey = createContextKey<HandlerContext | undefined>(undefined, { description: "rpc-kit handler context" });
 
+/**
+ * The reason a handler's signal carries once its call is answered. Shared, so
+ * that ending a call does not build a DOMException (and its stack) each time.
+ */
+const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
+
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
 /** A HandlerContext for a grpc-js call; request headers are converted only when read. */
@@ -131,7 +137,7 @@ class GrpcHandlerContext implements HandlerContext {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.shutdownSignal.removeEventListener("abort", this.onShutdown);
-    if (!this.controller.signal.aborted) this.controller.abort(reason);
+    if (!this.controller.signal.aborted) this.controller.abort(reason ?? CALL_ENDED);
   }
 }
 

@@ -37,11 +37,18 @@ export function createLogger(options: LoggerOptions): Logger {
       ? pretty({
           colorize: process.stdout.isTTY === true,
           translateTime: "HH:MM:ss.l",
-          ignore: "pid,hostname,service",
-          messageFormat: "{service} | {msg}",
+          singleLine: true,
+          // pino-pretty always puts `err` on a line of its own; keep it to one.
+          customPrettifiers: { err: (value) => JSON.stringify(value) },
+          // One line per event: "gateway  | GetProfile ok (3.2 ms)  {extra fields}".
+          ignore: "pid,hostname,service,rpc_service,rpc_method,rpc_code,duration_ms",
+          messageFormat: (log, messageKey) =>
+            `${String(log.service).padEnd(8)} | ${String(log[messageKey])}${
+              typeof log.duration_ms === "number" ? ` (${log.duration_ms} ms)` : ""
+            }`,
           sync: true,
         })
-      : pino.destination({ dest: 1, sync: false }));
+      : pino.destination({ dest: 1, sync: true }));
   return pino(
     {
       level: options.level,
@@ -88,6 +95,18 @@ export function serializeError(err: unknown, depth = 0): unknown {
   if (err.stack && !(err instanceof ConnectError && err.code !== Code.Internal && err.code !== Code.Unknown)) {
     out.stack = err.stack;
   }
-  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1);
+  if (err.cause !== undefined && depth < 3 && !restates(err, err.cause))
+    out.cause = serializeError(err.cause, depth + 1);
   return out;
+}
+
+/** True when `cause` is an upstream error passed on unchanged: logging it again adds nothing. */
+function restates(err: Error, cause: unknown): boolean {
+  return (
+    err instanceof ConnectError &&
+    cause instanceof ConnectError &&
+    err.code === cause.code &&
+    err.rawMessage === cause.rawMessage &&
+    cause.cause === undefined
+  );
 }

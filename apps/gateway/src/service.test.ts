@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createProfileService } from "@demo/profiles";
+import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
+import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
+import { UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
+import { createInMemoryClient } from "@demo/rpc-kit/testing";
+import { createUserService, UserStore } from "@demo/users";
+import { createGatewayService } from "./service.ts";
+
+/** The whole chain in memory, counting the calls that reach users. */
+function chain() {
+  const store = new UserStore();
+  const counted = { calls: 0 };
+  const usersImpl = createUserService(store);
+  const users = createInMemoryClient(UserService, {
+    ...usersImpl,
+    createUser: (req, ctx) => {
+      counted.calls++;
+      return usersImpl.createUser(req, ctx);
+    },
+  });
+  const profiles = createInMemoryClient(ProfileService, createProfileService({ users }));
+  return { gateway: createInMemoryClient(GatewayService, createGatewayService({ profiles })), counted };
+}
+
+function violatedFields(e: unknown): string[] {
+  assert.ok(e instanceof ConnectError && e.code === Code.InvalidArgument, String(e));
+  return e.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
+}
+
+describe("GatewayService", () => {
+  it("returns a profile", async () => {
+    const { profile } = await chain().gateway.getProfile({ userId: "u-1" });
+    assert.equal(profile?.displayName, "Ada L.");
+  });
+
+  it("rejects malformed ids at the edge, and keeps NotFound for unknown ones", async () => {
+    const { gateway } = chain();
+    for (const userId of ["", "u 1", "../etc", "x".repeat(65)]) {
+      await assert.rejects(gateway.getProfile({ userId }), (e: unknown) => {
+        assert.deepEqual(violatedFields(e), ["user_id"]);
+        return true;
+      });
+    }
+    await assert.rejects(
+      gateway.getProfile({ userId: "nobody" }),
+      (e: unknown) => (e as ConnectError).code === Code.NotFound,
+    );
+  });
+
+  it("rejects plainly bad input at the edge without calling users", async () => {
+    const { gateway, counted } = chain();
+    await assert.rejects(gateway.createUser({ name: "", email: "not-an-email" }), (e: unknown) => {
+      assert.deepEqual(violatedFields(e), ["name", "email"]);
+      return true;
+    });
+    assert.equal(counted.calls, 0);
+  });
+
+  it("relays the owner's field error for input the edge let through", async () => {
+    const { gateway, counted } = chain();
+    await assert.rejects(gateway.createUser({ name: "X", email: "x@b" }), (e: unknown) => {
+      assert.deepEqual(violatedFields(e), ["email"]);
+      return true;
+    });
+    assert.equal(counted.calls, 1);
+  });
+
+  it("creates a user and answers AlreadyExists for a taken email", async () => {
+    const { gateway } = chain();
+    const { user } = await gateway.createUser({ name: "Barbara Liskov", email: "barbara@example.com" });
+    assert.equal(user?.id, "u-4");
+    await assert.rejects(
+      gateway.createUser({ name: "B", email: "barbara@example.com" }),
+      (e: unknown) => (e as ConnectError).code === Code.AlreadyExists,
+    );
+  });
+
+  it("streams every profile", async () => {
+    const ids: string[] = [];
+    for await (const { profile } of chain().gateway.listProfiles({})) ids.push(profile?.user?.id ?? "");
+    assert.deepEqual(ids, ["u-1", "u-2", "u-3"]);
+  });
+});

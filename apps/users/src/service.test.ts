@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
+import { createInMemoryClient } from "@demo/rpc-kit/testing";
+import { createUserService, UserStore } from "./service.ts";
+
+function client(now = () => new Date("2026-01-01T00:00:00Z")) {
+  return createInMemoryClient(UserService, createUserService(new UserStore(undefined, now)));
+}
+
+function fieldsOf(err: unknown): string[] {
+  assert.ok(err instanceof ConnectError);
+  return err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
+}
+
+describe("UserService", () => {
+  it("starts with the seeded users u-1..u-3", async () => {
+    const users = client();
+    const { user } = await users.getUser({ id: "u-1" });
+    assert.equal(user?.name, "Ada Lovelace");
+    assert.equal(user?.email, "ada@example.com");
+    assert.equal(user?.createdAt?.seconds, BigInt(Date.parse("2024-01-01T09:00:00Z") / 1000));
+    assert.equal((await users.getUser({ id: "u-3" })).user?.name, "Alan Turing");
+  });
+
+  it("answers NotFound for an unknown id and InvalidArgument for an empty one", async () => {
+    const users = client();
+    await assert.rejects(
+      users.getUser({ id: "u-99" }),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound,
+    );
+    await assert.rejects(users.getUser({ id: "" }), (e: unknown) => {
+      assert.equal((e as ConnectError).code, Code.InvalidArgument);
+      assert.deepEqual(fieldsOf(e), ["id"]);
+      return true;
+    });
+  });
+
+  it("creates users with the next id, trimmed name and creation time", async () => {
+    const users = client();
+    const { user } = await users.createUser({ name: "  Barbara Liskov ", email: "barbara@example.com" });
+    assert.equal(user?.id, "u-4");
+    assert.equal(user?.name, "Barbara Liskov");
+    assert.equal(user?.createdAt?.seconds, BigInt(Date.parse("2026-01-01T00:00:00Z") / 1000));
+    assert.equal((await users.getUser({ id: "u-4" })).user?.email, "barbara@example.com");
+  });
+
+  it("refuses a taken email, whatever its case, with AlreadyExists that does not echo it", async () => {
+    const users = client();
+    await assert.rejects(users.createUser({ name: "Ada", email: "ADA@example.com" }), (e: unknown) => {
+      assert.equal((e as ConnectError).code, Code.AlreadyExists);
+      assert.doesNotMatch((e as Error).message, /example\.com/i);
+      return true;
+    });
+  });
+
+  it("names every bad field in InvalidArgument, without echoing values", async () => {
+    const users = client();
+    for (const [input, fields] of [
+      [{ name: "", email: "x@example.com" }, ["name"]],
+      [{ name: "X", email: "not-an-email" }, ["email"]],
+      [{ name: "X", email: "x@b" }, ["email"]],
+      [{ name: " ", email: "" }, ["name", "email"]],
+      [{ name: "x".repeat(101), email: `${"a".repeat(250)}@b.io` }, ["name", "email"]],
+    ] as const) {
+      await assert.rejects(users.createUser(input), (e: unknown) => {
+        assert.equal((e as ConnectError).code, Code.InvalidArgument, JSON.stringify(input));
+        assert.deepEqual(fieldsOf(e), fields);
+        assert.doesNotMatch((e as Error).message, /not-an-email|x@b/);
+        return true;
+      });
+    }
+  });
+
+  it("streams every user in id order, new ones included", async () => {
+    const users = client();
+    await users.createUser({ name: "Barbara Liskov", email: "barbara@example.com" });
+    const ids: string[] = [];
+    for await (const { user } of users.listUsers({})) ids.push(user?.id ?? "");
+    assert.deepEqual(ids, ["u-1", "u-2", "u-3", "u-4"]);
+  });
+});

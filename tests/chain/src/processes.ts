@@ -1,0 +1,157 @@
+/**
+ * The three services as real processes, started from their built entry
+ * points on free ports, with every log line kept for assertions.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+
+export type ServiceName = "users" | "profiles" | "gateway";
+
+export interface ServiceProcess {
+  readonly name: ServiceName;
+  readonly pid: number;
+  readonly port: number;
+  readonly adminPort: number;
+  /** Parsed JSON log lines, in order. */
+  readonly lines: Record<string, unknown>[];
+  /** stdout and stderr as written. */
+  output(): string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Sends a signal and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Spawns `apps/<name>/dist/main.js` with `env`; the child is killed if it is not listening within 15 s. */
+export function spawnService(
+  name: ServiceName,
+  env: Record<string, string>,
+): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [`apps/${name}/dist/main.js`], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? "", LOG_FORMAT: "json", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.setEncoding("utf8").on("data", (s: string) => {
+    output += s;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
+    output += s;
+  });
+  return { child, output: () => output };
+}
+
+export async function startService(name: ServiceName, env: Record<string, string> = {}): Promise<ServiceProcess> {
+  const { child, output } = spawnService(name, { PORT: "0", ADMIN_PORT: "0", SHUTDOWN_DRAIN_DELAY_MS: "0", ...env });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  const lines: Record<string, unknown>[] = [];
+  let buffered = "";
+  let onListening: ((line: Record<string, unknown>) => void) | undefined;
+  child.stdout?.on("data", (s: string) => {
+    buffered += s;
+    let nl = buffered.indexOf("\n");
+    while (nl >= 0) {
+      const line = JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>;
+      buffered = buffered.slice(nl + 1);
+      lines.push(line);
+      if (line.msg === `${name} listening`) onListening?.(line);
+      nl = buffered.indexOf("\n");
+    }
+  });
+  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${name} did not start in 15 s:\n${output()}`));
+    }, 15_000);
+    onListening = (line) => {
+      clearTimeout(timer);
+      resolve(line);
+    };
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited with ${code} before listening:\n${output()}`));
+    });
+  });
+  return {
+    name,
+    pid: child.pid ?? -1,
+    port: listening.port as number,
+    adminPort: listening.admin_port as number,
+    lines,
+    output,
+    exited,
+    stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface Chain {
+  readonly users: ServiceProcess;
+  readonly profiles: ServiceProcess;
+  readonly gateway: ServiceProcess;
+  /** http://localhost:<gateway port> */
+  readonly baseUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Starts users, then profiles pointed at it, then the gateway pointed at profiles. */
+export async function startChain(
+  env: Partial<Record<ServiceName | "all", Record<string, string>>> = {},
+): Promise<Chain> {
+  const users = await startService("users", { ...env.all, ...env.users });
+  const profiles = await startService("profiles", {
+    USERS_ADDR: `localhost:${users.port}`,
+    ...env.all,
+    ...env.profiles,
+  });
+  const gateway = await startService("gateway", {
+    PROFILES_ADDR: `localhost:${profiles.port}`,
+    ...env.all,
+    ...env.gateway,
+  });
+  return {
+    users,
+    profiles,
+    gateway,
+    baseUrl: `http://localhost:${gateway.port}`,
+    async stop() {
+      await Promise.all([gateway.stop(), profiles.stop(), users.stop()]);
+    },
+  };
+}
+
+/**
+ * Established TCP connections that process `pid` holds to `remotePort`, read
+ * from /proc: sockets of the process (its fd links) matched against the
+ * kernel's TCP tables.
+ */
+export function establishedConnections(pid: number, remotePort: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m?.[1]) inodes.add(m[1]);
+    } catch {
+      // fd closed meanwhile
+    }
+  }
+  let count = 0;
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const cols = row.trim().split(/\s+/);
+      if (cols.length < 10) continue;
+      const remote = cols[2] ?? "";
+      const state = cols[3];
+      const port = Number.parseInt(remote.slice(remote.lastIndexOf(":") + 1), 16);
+      if (state === "01" && port === remotePort && inodes.has(cols[9] ?? "")) count++;
+    }
+  }
+  return count;
+}
