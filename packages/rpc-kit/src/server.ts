@@ -170,7 +170,6 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
 
   for (const r of registrations) health.set(r.service.typeName, ServingStatus.SERVING);
   health.set("", ServingStatus.SERVING);
-  logger.info({ port, admin_port: adminPort, engine: options.engine ?? "grpc" }, `${name} listening`);
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () => {
@@ -217,6 +216,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     });
   }
 
+  // Announced last: whoever waits for this line may signal at once, and the handlers are in place.
+  logger.info({ port, admin_port: adminPort, engine: options.engine ?? "grpc" }, `${name} listening`);
   return { port, adminPort, logger, health, shutdown };
 }
 

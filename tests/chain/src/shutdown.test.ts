@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
-import { startChain } from "./processes.ts";
+import { startChain, startService } from "./processes.ts";
 
 describe("SIGTERM to profiles during a burst of calls", () => {
   it("loses none of the calls profiles had accepted", async () => {
@@ -55,5 +55,22 @@ describe("SIGTERM to profiles during a burst of calls", () => {
     } finally {
       await chain.stop();
     }
+  });
+});
+
+describe("a second signal", () => {
+  it("ends the process at once, without waiting for the drain", async () => {
+    const users = await startService("users", { SHUTDOWN_DRAIN_DELAY_MS: "30000" });
+    users.stop("SIGTERM");
+    const deadline = Date.now() + 5_000;
+    while (!users.lines.some((l) => l.msg === "users shutting down")) {
+      assert.ok(Date.now() < deadline, "began shutting down");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const started = Date.now();
+    const exit = await users.stop("SIGTERM");
+    assert.ok(Date.now() - started < 1_000, `exited after ${Date.now() - started} ms`);
+    assert.equal(exit.code, 1);
+    assert.ok(users.lines.some((l) => l.msg === "second signal: exiting now"));
   });
 });
