@@ -34,13 +34,6 @@ function registerMessageSchema(desc: DescMessage): void {
   }
 }
 
-/** True when `desc` or a message it contains has a redacted field. */
-export function hasRedactedFields(desc: DescMessage, seen = new Set<string>()): boolean {
-  if (seen.has(desc.typeName)) return false;
-  seen.add(desc.typeName);
-  return desc.fields.some((f) => isRedacted(f) || (f.message !== undefined && hasRedactedFields(f.message, seen)));
-}
-
 function isRedacted(field: DescField): boolean {
   return field.proto.options?.debugRedact === true;
 }
