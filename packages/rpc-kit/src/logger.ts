@@ -48,7 +48,10 @@ export function createLogger(options: LoggerOptions): Logger {
             }`,
           sync: true,
         })
-      : pino.destination({ dest: 1, sync: true }));
+      : // Asynchronous: a slow log reader must not stall calls. Measured against
+        // sync writes (users, 12,000 calls at 32 in flight, 3 interleaved runs):
+        // 286 vs 264 CPU-µs per call, within this machine's noise.
+        pino.destination({ dest: 1, sync: false }));
   return pino(
     {
       level: options.level,

@@ -210,8 +210,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       },
       onSecond: (signal) => {
         logger.warn({ signal }, "second signal: exiting now");
-        logger.flush();
-        process.exit(1);
+        setTimeout(() => process.exit(1), 200).unref();
+        void flushLogger(logger).finally(() => process.exit(1));
       },
     });
   }
