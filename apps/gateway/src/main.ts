@@ -1,13 +1,25 @@
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
-import { createClient, loadConfigOrExit, serve, serverSettings, service, setting } from "@demo/rpc-kit";
+import {
+  createClient,
+  loadConfigOrExit,
+  serve,
+  serverSettings,
+  service,
+  setting,
+  startTelemetry,
+  telemetrySettings,
+} from "@demo/rpc-kit";
 import { createGatewayService } from "./service.ts";
 
 const config = loadConfigOrExit("gateway", {
+  ...telemetrySettings(),
   ...serverSettings({ port: 8080, adminPort: 9080 }),
   profilesAddr: setting.target("PROFILES_ADDR", "localhost:50052", "address of the profiles service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 3_000, "default deadline of calls to profiles", { min: 1 }),
 });
+
+startTelemetry({ serviceName: "gateway", ...config });
 
 const profiles = createClient(ProfileService, config.profilesAddr, { timeoutMs: config.rpcTimeoutMs });
 

@@ -1,13 +1,25 @@
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { createClient, loadConfigOrExit, serve, serverSettings, service, setting } from "@demo/rpc-kit";
+import {
+  createClient,
+  loadConfigOrExit,
+  serve,
+  serverSettings,
+  service,
+  setting,
+  startTelemetry,
+  telemetrySettings,
+} from "@demo/rpc-kit";
 import { createProfileService } from "./service.ts";
 
 const config = loadConfigOrExit("profiles", {
+  ...telemetrySettings(),
   ...serverSettings({ port: 50052, adminPort: 9052 }),
   usersAddr: setting.target("USERS_ADDR", "localhost:50051", "address of the users service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 2_000, "default deadline of calls to users", { min: 1 }),
 });
+
+startTelemetry({ serviceName: "profiles", ...config });
 
 const users = createClient(UserService, config.usersAddr, { timeoutMs: config.rpcTimeoutMs });
 

@@ -1,10 +1,13 @@
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { loadConfigOrExit, serve, serverSettings, service } from "@demo/rpc-kit";
+import { loadConfigOrExit, serve, serverSettings, service, startTelemetry, telemetrySettings } from "@demo/rpc-kit";
 import { createUserService, UserStore } from "./service.ts";
 
 const config = loadConfigOrExit("users", {
+  ...telemetrySettings(),
   ...serverSettings({ port: 50051, adminPort: 9051 }),
 });
+
+startTelemetry({ serviceName: "users", ...config });
 
 await serve({
   name: "users",

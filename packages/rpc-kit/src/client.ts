@@ -12,6 +12,8 @@ import { type ChannelPool, defaultChannelPool } from "./channel-pool.ts";
 import { parseTarget } from "./config.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS } from "./deadline.ts";
 import { createGrpcTransport } from "./grpc-transport.ts";
+import { clientMetricsInterceptor } from "./metrics.ts";
+import { clientTracingInterceptor } from "./tracing.ts";
 
 /** Options of {@link createClient}; every one has a default. */
 export interface ClientOptions {
@@ -22,7 +24,7 @@ export interface ClientOptions {
    * call's deadline. Default {@link DEFAULT_DEADLINE_MARGIN_MS} (10 ms).
    */
   readonly deadlineMarginMs?: number;
-  /** Connect interceptors, outermost first. Default none. */
+  /** Connect interceptors, outermost first, run inside the kit's tracing and metrics. Default none. */
   readonly interceptors?: readonly Interceptor[];
   /** Where the channel comes from. Default the process-wide pool that `serve()` closes at shutdown. */
   readonly pool?: ChannelPool;
@@ -47,7 +49,11 @@ export function createClient<S extends DescService>(
     channel: pool.get(normalized),
     defaultTimeoutMs: options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
     deadlineMarginMs: options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS,
-    interceptors: options.interceptors ?? [],
+    interceptors: [
+      clientTracingInterceptor(normalized),
+      clientMetricsInterceptor(normalized),
+      ...(options.interceptors ?? []),
+    ],
   });
   return createClientFromTransport(service, transport);
 }

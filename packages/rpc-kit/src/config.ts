@@ -147,6 +147,10 @@ export const setting = {
       throw new Error("must be on or off");
     });
   },
+  /** Free text that may be left unset. */
+  optional(env: string, doc: string): Setting<string | undefined> {
+    return { env, doc, defaultText: undefined, parse: (raw) => raw?.trim() };
+  },
   /** Free text. */
   string(env: string, defaultValue: string | undefined, doc: string): Setting<string> {
     return define(env, doc, defaultValue, defaultValue, (raw) => raw);

@@ -34,7 +34,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { headersToMetadata, isEmptyHeaders, metadataToHeaders } from "./grpc-metadata.ts";
+import { headersToMetadata, isEmptyHeaders, MetadataHeaders } from "./grpc-metadata.ts";
 import { connectErrorToGrpcStatus } from "./grpc-status.ts";
 import { toBuffer } from "./grpc-transport.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
@@ -106,7 +106,7 @@ class GrpcHandlerContext implements HandlerContext {
   timeoutMs = (): number | undefined => (this.deadline === undefined ? undefined : this.deadline - Date.now());
 
   get requestHeader(): Headers {
-    this.requestHeaders ??= metadataToHeaders(this.call.metadata);
+    this.requestHeaders ??= new MetadataHeaders(this.call.metadata);
     return this.requestHeaders;
   }
 

@@ -23,6 +23,7 @@ export {
 } from "./errors.ts";
 export { HealthState, ServingStatus } from "./health.ts";
 export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./logger.ts";
+export { grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./metrics.ts";
 export { REDACTED, redactMessage } from "./redact.ts";
 export { requestLogger } from "./rpc-log.ts";
 export {
@@ -35,3 +36,4 @@ export {
   serverSettings,
 } from "./server.ts";
 export { type ServiceRegistration, service } from "./service-registration.ts";
+export { shutdownTelemetry, startTelemetry, type TelemetryOptions, telemetrySettings } from "./telemetry.ts";

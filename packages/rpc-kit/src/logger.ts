@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { context, trace } from "@opentelemetry/api";
 import pino, { type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
 import { codeToString } from "./codes.ts";
@@ -41,7 +42,7 @@ export function createLogger(options: LoggerOptions): Logger {
           // pino-pretty always puts `err` on a line of its own; keep it to one.
           customPrettifiers: { err: (value) => JSON.stringify(value) },
           // One line per event: "gateway  | GetProfile ok (3.2 ms)  {extra fields}".
-          ignore: "pid,hostname,service,rpc_service,rpc_method,rpc_code,duration_ms",
+          ignore: "pid,hostname,service,rpc_service,rpc_method,rpc_code,duration_ms,trace_id,span_id",
           messageFormat: (log, messageKey) =>
             `${String(log.service).padEnd(8)} | ${String(log[messageKey])}${
               typeof log.duration_ms === "number" ? ` (${log.duration_ms} ms)` : ""
@@ -62,6 +63,8 @@ export function createLogger(options: LoggerOptions): Logger {
         log: (object) => redactForLog(object) as Record<string, unknown>,
       },
       serializers: { err: serializeError, cause: serializeError },
+      // Every line written while a span is current carries its ids: per-RPC lines and handler lines alike.
+      mixin: traceFields,
       // Defence in depth: credentials never reach a line, whatever a handler logs.
       redact: {
         paths: ["authorization", "*.authorization", "cookie", "*.cookie", "password", "*.password", "token", "*.token"],
@@ -70,6 +73,14 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+}
+
+/** pino merges each line's fields into what this returns, so it must be a fresh object. */
+function traceFields(): object {
+  const span = trace.getSpan(context.active());
+  if (span === undefined) return {};
+  const { traceId, spanId } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId };
 }
 
 /** Writes out buffered lines; call before `process.exit`. */

@@ -10,10 +10,13 @@ import { faultInjectionInterceptor } from "./fault-injection.ts";
 import { createGrpcEngine } from "./grpc-engine.ts";
 import { createHealthService, HealthService, HealthState, ServingStatus } from "./health.ts";
 import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./logger.ts";
+import { collectRuntimeMetrics, metricsRegistry, serverMetricsInterceptor } from "./metrics.ts";
 import { registerServiceSchemas } from "./redact.ts";
 import { rpcLogInterceptor } from "./rpc-log.ts";
 import { type ServiceRegistration, service } from "./service-registration.ts";
 import { onShutdownSignals } from "./shutdown-signals.ts";
+import { shutdownTelemetry } from "./telemetry.ts";
+import { serverTracingInterceptor } from "./tracing.ts";
 
 /** Largest message a server accepts and sends: 4 MiB, gRPC's default. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -113,7 +116,12 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   routeGrpcJsLogs(logger);
   const health = new HealthState();
   const forceStop = new AbortController();
+  collectRuntimeMetrics();
+  // Outermost first: the span and the metrics see the code the caller gets;
+  // the log line is written inside the span, so it carries its trace id.
   const interceptors = [
+    serverTracingInterceptor(options.engine ?? "grpc"),
+    serverMetricsInterceptor(),
     rpcLogInterceptor(logger),
     errorBoundary,
     ...(settings.faultInjection ? [faultInjectionInterceptor(name)] : []),
@@ -152,7 +160,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
             }),
           );
     port = await bindOrExplain(() => rpc.listen(settings.port), settings.port, "PORT");
-    admin = createAdminServer(health, options.adminRoutes);
+    admin = createAdminServer(health, { "/metrics": serveMetrics, ...options.adminRoutes });
     adminPort = await bindOrExplain(() => admin.listen(settings.adminPort), settings.adminPort, "ADMIN_PORT").catch(
       async (err: unknown) => {
         rpc.destroy();
@@ -189,6 +197,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         rpc.destroy();
       }
       (options.pool ?? defaultChannelPool).close();
+      await shutdownTelemetry().catch((err: unknown) => logger.warn({ err }, "flushing telemetry failed"));
       await admin.close();
       logger.info(`${name} stopped`);
       await flushLogger(logger);
@@ -230,6 +239,14 @@ function routeGrpcJsLogs(logger: Logger): void {
   const write = (...args: unknown[]) => logger.debug({ component: "grpc-js" }, format(...args));
   setLogger({ error: write, info: write, debug: write });
 }
+
+/** `GET /metrics`: the process registry in Prometheus' text format. */
+const serveMetrics: AdminRoutes[string] = (_req, res) => {
+  metricsRegistry.metrics().then(
+    (text) => res.writeHead(200, { "content-type": metricsRegistry.contentType }).end(text),
+    (err: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`${String(err)}\n`),
+  );
+};
 
 /** The RPC port, whichever engine serves it. */
 interface RpcListener {

@@ -1,0 +1,62 @@
+import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
+import { NodeSDK } from "@opentelemetry/sdk-node";
+import { NoopSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace";
+import { setting } from "./config.ts";
+
+/**
+ * One call starts the OpenTelemetry SDK for the process. The SDK reads the
+ * standard `OTEL_*` variables itself (sampler, propagators, resource,
+ * exporter protocol and headers); rpc-kit decides only whether spans leave
+ * the process: OTLP/HTTP export when an OTLP endpoint is set, nothing
+ * otherwise. Spans are still made without an exporter, so trace ids reach
+ * the logs and the next hop either way.
+ */
+
+/** The telemetry variables rpc-kit itself reads; spread into an app's config spec. */
+export function telemetrySettings() {
+  return {
+    otlpEndpoint: setting.optional(
+      "OTEL_EXPORTER_OTLP_ENDPOINT",
+      "OTLP/HTTP collector base URL, e.g. http://collector:4318; traces are exported only when this (or the traces endpoint) is set",
+    ),
+    otlpTracesEndpoint: setting.optional(
+      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+      "OTLP/HTTP traces URL, overrides the base URL",
+    ),
+  };
+}
+
+export interface TelemetryOptions {
+  /** `service.name`, unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise. */
+  readonly serviceName: string;
+  readonly otlpEndpoint: string | undefined;
+  readonly otlpTracesEndpoint: string | undefined;
+  /** Replaces the exporter chosen from the environment (tests and benchmarks). */
+  readonly spanProcessors?: readonly SpanProcessor[];
+}
+
+let sdk: NodeSDK | undefined;
+
+/** Starts the SDK once per process; later calls are ignored. */
+export function startTelemetry(options: TelemetryOptions): void {
+  if (sdk !== undefined) return;
+  const exportFromEnv = options.otlpEndpoint !== undefined || options.otlpTracesEndpoint !== undefined;
+  sdk = new NodeSDK({
+    resource: defaultResource().merge(resourceFromAttributes({ "service.name": options.serviceName })),
+    // Undefined lets the SDK build the OTLP exporter from OTEL_* (protocol, headers, timeout).
+    ...(options.spanProcessors
+      ? { spanProcessors: [...options.spanProcessors] }
+      : !exportFromEnv && { spanProcessors: [new NoopSpanProcessor()] }),
+    // Logs are pino's and metrics Prometheus': no OTLP logs or metrics exporters.
+    logRecordProcessors: [],
+    metricReaders: [],
+  });
+  sdk.start();
+}
+
+/** Exports what is buffered and stops the SDK; part of `serve()`'s shutdown. */
+export async function shutdownTelemetry(): Promise<void> {
+  const running = sdk;
+  sdk = undefined;
+  await running?.shutdown();
+}
