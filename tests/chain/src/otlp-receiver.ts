@@ -1,0 +1,106 @@
+/**
+ * A minimal OTLP/HTTP trace receiver for tests: accepts `POST /v1/traces`
+ * in the OTLP JSON encoding and keeps every span, flattened, with its
+ * service name.
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ReceivedSpan {
+  service: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  /** 1 internal, 2 server, 3 client */
+  kind: number;
+  startNs: bigint;
+  endNs: bigint;
+  attributes: Record<string, string | number | boolean>;
+  events: { name: string; attributes: Record<string, string | number | boolean> }[];
+  status: { code?: number; message?: string };
+  /** The raw JSON of the span, for "does X appear anywhere" checks. */
+  raw: string;
+}
+
+type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
+type OtlpAttribute = { key: string; value: OtlpValue };
+
+function attributesOf(list: OtlpAttribute[] | undefined): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const { key, value } of list ?? []) {
+    out[key] =
+      value.stringValue ??
+      (value.intValue !== undefined ? Number(value.intValue) : undefined) ??
+      value.boolValue ??
+      value.doubleValue ??
+      "";
+  }
+  return out;
+}
+
+export interface OtlpReceiver {
+  readonly endpoint: string;
+  readonly spans: ReceivedSpan[];
+  close(): Promise<void>;
+}
+
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (req.method !== "POST" || req.url !== "/v1/traces" || !req.headers["content-type"]?.includes("json")) {
+        res.writeHead(415).end();
+        return;
+      }
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+        resourceSpans?: {
+          resource?: { attributes?: OtlpAttribute[] };
+          scopeSpans?: { spans?: Record<string, unknown>[] }[];
+        }[];
+      };
+      for (const rs of body.resourceSpans ?? []) {
+        const service = String(attributesOf(rs.resource?.attributes)["service.name"] ?? "");
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const s of ss.spans ?? []) {
+            spans.push({
+              service,
+              traceId: String(s.traceId),
+              spanId: String(s.spanId),
+              parentSpanId: String(s.parentSpanId ?? ""),
+              name: String(s.name),
+              kind: Number(s.kind),
+              startNs: BigInt(String(s.startTimeUnixNano)),
+              endNs: BigInt(String(s.endTimeUnixNano)),
+              attributes: attributesOf(s.attributes as OtlpAttribute[]),
+              events: ((s.events as { name: string; attributes?: OtlpAttribute[] }[]) ?? []).map((e) => ({
+                name: e.name,
+                attributes: attributesOf(e.attributes),
+              })),
+              status: (s.status as { code?: number; message?: string }) ?? {},
+              raw: JSON.stringify(s),
+            });
+          }
+        }
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Env that makes a service export to `receiver` in OTLP JSON, quickly. */
+export function exportTo(receiver: OtlpReceiver): Record<string, string> {
+  return {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+  };
+}
