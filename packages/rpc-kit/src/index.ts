@@ -23,7 +23,7 @@ export {
 } from "./errors.ts";
 export { HealthState, ServingStatus } from "./health.ts";
 export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./logger.ts";
-export { grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./metrics.ts";
+export { collectRuntimeMetrics, grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./metrics.ts";
 export { REDACTED, redactMessage } from "./redact.ts";
 export { requestLogger } from "./rpc-log.ts";
 export {

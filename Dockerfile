@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# One image recipe for every app: docker build --build-arg APP=users -t rpc-chain-users:0.1.0 .
+# turbo prune keeps only the app and the workspaces it depends on, so a
+# change elsewhere in the repo does not invalidate its install layer.
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS prune
+ARG APP
+WORKDIR /src
+COPY . .
+RUN npx --yes turbo@2.11.11 prune "@demo/${APP}" --docker
+
+FROM ${NODE_IMAGE} AS build
+ARG APP
+WORKDIR /src
+ENV TURBO_TELEMETRY_DISABLED=1
+# Manifests and the pruned lockfile only: this layer is reused until dependencies change.
+COPY --from=prune /src/out/json/ .
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY --from=prune /src/out/full/ .
+RUN npx turbo run build --filter="@demo/${APP}" \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && rm -rf node_modules/.cache .turbo
+
+FROM ${NODE_IMAGE}
+ARG APP
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build --chown=node:node /src/node_modules ./node_modules
+COPY --from=build --chown=node:node /src/packages ./packages
+COPY --from=build --chown=node:node /src/apps ./apps
+COPY --from=build --chown=node:node /src/package.json ./package.json
+WORKDIR /app/apps/${APP}
+USER node
+# Node is PID 1 and handles SIGTERM itself (rpc-kit's graceful shutdown): no shell, no npm in between.
+CMD ["node", "--enable-source-maps", "dist/main.js"]
