@@ -1,6 +1,8 @@
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import {
+  clientOptionsFrom,
+  clientSettings,
   createClient,
   loadConfigOrExit,
   serve,
@@ -14,6 +16,7 @@ import { createGatewayService } from "./service.ts";
 
 const config = loadConfigOrExit("gateway", {
   ...telemetrySettings(),
+  ...clientSettings(),
   ...serverSettings({ port: 8080, adminPort: 9080 }),
   profilesAddr: setting.target("PROFILES_ADDR", "localhost:50052", "address of the profiles service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 3_000, "default deadline of calls to profiles", { min: 1 }),
@@ -21,7 +24,10 @@ const config = loadConfigOrExit("gateway", {
 
 startTelemetry({ serviceName: "gateway", ...config });
 
-const profiles = createClient(ProfileService, config.profilesAddr, { timeoutMs: config.rpcTimeoutMs });
+const profiles = createClient(ProfileService, config.profilesAddr, {
+  ...clientOptionsFrom(config),
+  timeoutMs: config.rpcTimeoutMs,
+});
 
 await serve({
   name: "gateway",

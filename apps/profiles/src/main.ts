@@ -1,6 +1,8 @@
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import {
+  clientOptionsFrom,
+  clientSettings,
   createClient,
   loadConfigOrExit,
   serve,
@@ -14,6 +16,7 @@ import { createProfileService } from "./service.ts";
 
 const config = loadConfigOrExit("profiles", {
   ...telemetrySettings(),
+  ...clientSettings(),
   ...serverSettings({ port: 50052, adminPort: 9052 }),
   usersAddr: setting.target("USERS_ADDR", "localhost:50051", "address of the users service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 2_000, "default deadline of calls to users", { min: 1 }),
@@ -21,7 +24,10 @@ const config = loadConfigOrExit("profiles", {
 
 startTelemetry({ serviceName: "profiles", ...config });
 
-const users = createClient(UserService, config.usersAddr, { timeoutMs: config.rpcTimeoutMs });
+const users = createClient(UserService, config.usersAddr, {
+  ...clientOptionsFrom(config),
+  timeoutMs: config.rpcTimeoutMs,
+});
 
 await serve({
   name: "profiles",

@@ -8,9 +8,10 @@ import type { HealthState } from "./health.ts";
  *
  * - `GET /healthz`: 200 while the process is alive and its event loop turns.
  * - `GET /readyz`: 200 while the process is SERVING, 503 once it drains.
+ * - `GET /metrics`, `GET /debug/rpc` and any other routes `serve()` is given.
  */
 export interface AdminServer {
-  listen(port: number): Promise<number>;
+  listen(host: string, port: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -43,10 +44,10 @@ export function createAdminServer(health: HealthState, routes: AdminRoutes = {})
   // Probes open a connection each time; do not let idle ones hold shutdown.
   server.keepAliveTimeout = 1_000;
   return {
-    listen(port) {
+    listen(host, port) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
-        server.listen({ port, ipv6Only: false }, () => {
+        server.listen({ host: host === "::" ? undefined : host, port, ipv6Only: false }, () => {
           server.off("error", reject);
           resolve((server.address() as AddressInfo).port);
         });

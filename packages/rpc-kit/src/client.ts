@@ -8,15 +8,18 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
-import { type ChannelPool, defaultChannelPool } from "./channel-pool.ts";
-import { parseTarget } from "./config.ts";
+import { BALANCING_POLICIES, type BalancingPolicy } from "./balancing.ts";
+import { type Config, parseTarget, setting } from "./config.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS } from "./deadline.ts";
 import { createGrpcTransport } from "./grpc-transport.ts";
 import { clientMetricsInterceptor } from "./metrics.ts";
+import { DEFAULT_RETRY, type RetryOptions } from "./retry-policy.ts";
 import { clientTracingInterceptor } from "./tracing.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DNS_REFRESH_MS, type UpstreamOptions } from "./upstream.ts";
+import { defaultUpstreamPool, type UpstreamPool } from "./upstream-pool.ts";
 
 /** Options of {@link createClient}; every one has a default. */
-export interface ClientOptions {
+export interface ClientOptions extends UpstreamOptions {
   /** Timeout of a call that sets none, in ms. Default {@link DEFAULT_CALL_TIMEOUT_MS} (5 s). */
   readonly timeoutMs?: number;
   /**
@@ -24,18 +27,79 @@ export interface ClientOptions {
    * call's deadline. Default {@link DEFAULT_DEADLINE_MARGIN_MS} (10 ms).
    */
   readonly deadlineMarginMs?: number;
+  /** Retries of Unavailable on idempotent methods. Default {@link DEFAULT_RETRY}: 3 attempts, 50 ms → 1 s full jitter. */
+  readonly retry?: RetryOptions;
   /** Connect interceptors, outermost first, run inside the kit's tracing and metrics. Default none. */
   readonly interceptors?: readonly Interceptor[];
-  /** Where the channel comes from. Default the process-wide pool that `serve()` closes at shutdown. */
-  readonly pool?: ChannelPool;
+  /** Where the upstream comes from. Default the process-wide pool that `serve()` closes at shutdown. */
+  readonly pool?: UpstreamPool;
 }
 
 /**
- * A Connect client for `service` at `target` (`host:port` or
- * `dns:///host:port`), over the pooled grpc-js channel for that target.
- * Create it once at start and share it: every client of a target shares one
- * channel, so creating more does not open more connections, but it is never
- * needed per call.
+ * The client-side environment of a process, for every upstream it calls;
+ * spread into an app's config spec and pass `clientOptionsFrom(config)`.
+ */
+export function clientSettings() {
+  return {
+    lbPolicy: setting.oneOf(
+      "RPC_LB_POLICY",
+      BALANCING_POLICIES,
+      "round_robin",
+      "balancing over an upstream's endpoints: round_robin or least_loaded (power of two choices on in-flight calls)",
+    ),
+    dnsRefreshMs: setting.int(
+      "RPC_DNS_REFRESH_MS",
+      DEFAULT_DNS_REFRESH_MS,
+      "re-resolve upstream DNS names this often",
+      {
+        min: 100,
+      },
+    ),
+    connectTimeoutMs: setting.int(
+      "RPC_CONNECT_TIMEOUT_MS",
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      "how long a call waits for a connected endpoint before Unavailable",
+      { min: 1 },
+    ),
+    dnsServers: setting.list(
+      "RPC_DNS_SERVERS",
+      "DNS servers (ip or ip:port, comma-separated) to ask for upstream addresses instead of the system resolver",
+    ),
+    retryMaxAttempts: setting.int(
+      "RPC_RETRY_MAX_ATTEMPTS",
+      DEFAULT_RETRY.maxAttempts,
+      "attempts per call, first included",
+      {
+        min: 1,
+        max: 10,
+      },
+    ),
+    retryBudgetPercent: setting.int(
+      "RPC_RETRY_BUDGET_PERCENT",
+      10,
+      "retries may add at most this share of calls to an upstream",
+      { max: 100 },
+    ),
+  };
+}
+
+/** ClientOptions from the settings of {@link clientSettings}. */
+export function clientOptionsFrom(config: Config<ReturnType<typeof clientSettings>>): ClientOptions {
+  return {
+    policy: config.lbPolicy as BalancingPolicy,
+    dnsRefreshMs: config.dnsRefreshMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+    ...(config.dnsServers && { dnsServers: config.dnsServers }),
+    retry: { maxAttempts: config.retryMaxAttempts },
+    retryBudget: { ratio: config.retryBudgetPercent / 100 },
+  };
+}
+
+/**
+ * A Connect client for `service` at `target` (`host:port`, `dns:///host:port`
+ * or `static:///h1:p1,h2:p2`), balancing over every endpoint of the target
+ * through the pool's shared connections. Create it once at start and share
+ * it; it is never needed per call.
  */
 export function createClient<S extends DescService>(
   service: S,
@@ -43,12 +107,19 @@ export function createClient<S extends DescService>(
   options: ClientOptions = {},
 ): Client<S> {
   const normalized = parseTarget(target);
-  const pool = options.pool ?? defaultChannelPool;
+  const pool = options.pool ?? defaultUpstreamPool;
+  const upstream = pool.get(normalized, {
+    ...(options.policy && { policy: options.policy }),
+    ...(options.dnsRefreshMs !== undefined && { dnsRefreshMs: options.dnsRefreshMs }),
+    ...(options.dnsServers && { dnsServers: options.dnsServers }),
+    ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
+    ...(options.retryBudget && { retryBudget: options.retryBudget }),
+  });
   const transport = createGrpcTransport({
-    target: normalized,
-    channel: pool.get(normalized),
+    upstream,
     defaultTimeoutMs: options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
     deadlineMarginMs: options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS,
+    retry: { ...DEFAULT_RETRY, ...options.retry },
     interceptors: [
       clientTracingInterceptor(normalized),
       clientMetricsInterceptor(normalized),

@@ -1,3 +1,5 @@
+import { parseTargetSpec } from "./discovery.ts";
+
 /**
  * Typed settings from the environment, parsed once at start.
  *
@@ -147,6 +149,19 @@ export const setting = {
       throw new Error("must be on or off");
     });
   },
+  /** A comma-separated list that may be left unset (empty items dropped). */
+  list(env: string, doc: string): Setting<string[] | undefined> {
+    return {
+      env,
+      doc,
+      defaultText: undefined,
+      parse: (raw) =>
+        raw
+          ?.split(",")
+          .map((s) => s.trim())
+          .filter(Boolean),
+    };
+  },
   /** Free text that may be left unset. */
   optional(env: string, doc: string): Setting<string | undefined> {
     return { env, doc, defaultText: undefined, parse: (raw) => raw?.trim() };
@@ -157,8 +172,9 @@ export const setting = {
   },
   /**
    * The address of an upstream service, checked with {@link parseTarget}:
-   * `name:port` or `dns:///name:port`. Use DNS names (compose service names,
-   * Kubernetes Service names), never IP addresses baked into config.
+   * `name:port`, `dns:///name:port` or `static:///h1:p1,h2:p2`. Use DNS names
+   * (compose service names, Kubernetes Service names), never IP addresses
+   * baked into config.
    */
   target(env: string, defaultValue: string | undefined, doc: string): Setting<string> {
     return define(
@@ -172,18 +188,16 @@ export const setting = {
 };
 
 /**
- * Normalizes an upstream address to a grpc-js target. Accepts `host:port`,
- * `[v6]:port` and `dns:///host:port`; returns the `dns:///` form. Throws with
- * a message saying what is wrong otherwise.
+ * Normalizes an upstream address: `host:port` and `dns:///host:port` become
+ * `dns:///host:port`; `static:///h1:p1,h2:p2` stays as it is. Throws with a
+ * message saying what is wrong otherwise.
  */
 export function parseTarget(raw: string): string {
-  const rest = raw.startsWith("dns:///") ? raw.slice("dns:///".length) : raw;
-  if (rest.includes("://") || rest.includes("/")) {
-    throw new Error("must be host:port or dns:///host:port");
-  }
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(rest);
-  if (m === null) throw new Error("must be host:port or dns:///host:port");
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) throw new Error("port must be from 1 to 65535");
-  return `dns:///${m[1]}:${port}`;
+  const spec = parseTargetSpec(raw.trim());
+  if (spec.kind === "static") return `static:///${spec.hostPorts.map(formatHostPort).join(",")}`;
+  return `dns:///${formatHostPort(spec)}`;
+}
+
+function formatHostPort({ host, port }: { host: string; port: number }): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

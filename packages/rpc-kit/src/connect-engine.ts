@@ -25,8 +25,8 @@ export interface ConnectEngineOptions {
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 export interface ConnectEngine {
-  /** Listens on `port` (0 for any) on all interfaces; resolves with the bound port. */
-  listen(port: number): Promise<number>;
+  /** Listens on `host` and `port` (0 for any); resolves with the bound port. */
+  listen(host: string, port: number): Promise<number>;
   /**
    * Stops accepting connections, asks open ones to finish (GOAWAY on h2,
    * `connection: close` on HTTP/1.1) and resolves when all have closed.
@@ -129,10 +129,10 @@ export function createConnectEngine(
   });
 
   return {
-    listen(port) {
+    listen(host, port) {
       return new Promise((resolve, reject) => {
         listener.once("error", reject);
-        listener.listen({ port, ipv6Only: false }, () => {
+        listener.listen({ host: host === "::" ? undefined : host, port, ipv6Only: false }, () => {
           listener.off("error", reject);
           resolve((listener.address() as net.AddressInfo).port);
         });

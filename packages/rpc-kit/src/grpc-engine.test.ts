@@ -5,19 +5,19 @@ import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1/health_pb";
-import { ChannelPool } from "./channel-pool.ts";
 import { createClient } from "./client.ts";
 import { type RunningServer, serve } from "./server.ts";
 import { service } from "./service-registration.ts";
 import { ada, type UserFixture, userFixture } from "./testing/fixtures.ts";
 import { captureLogger, testServerSettings, waitFor } from "./testing/index.ts";
+import { UpstreamPool } from "./upstream-pool.ts";
 
 function isCode(code: Code) {
   return (err: unknown) => err instanceof ConnectError && err.code === code;
 }
 
 describe("grpc engine with a Connect client over grpc-js", () => {
-  const pool = new ChannelPool();
+  const pool = new UpstreamPool();
   const usersLog = captureLogger("users");
   const profilesLog = captureLogger("profiles");
   let fixture: UserFixture;
@@ -56,7 +56,7 @@ describe("grpc engine with a Connect client over grpc-js", () => {
       logger: profilesLog.logger,
       services: [service(ProfileService, impl)],
       ownsProcess: false,
-      pool: new ChannelPool(),
+      pool: new UpstreamPool(),
     });
     usersClient = createClient(UserService, `localhost:${users.port}`, { pool });
     profilesClient = createClient(ProfileService, `localhost:${profiles.port}`, { pool });
@@ -187,9 +187,12 @@ describe("grpc engine with a Connect client over grpc-js", () => {
     assert.equal((await fetch(`http://localhost:${users.adminPort}/nope`)).status, 404);
   });
 
-  it("shares one channel per target", () => {
+  it("shares one upstream per target", () => {
     assert.deepEqual(
-      pool.targets().sort(),
+      pool
+        .snapshot()
+        .map((u) => u.target)
+        .sort(),
       [`dns:///localhost:${profiles.port}`, `dns:///localhost:${users.port}`].sort(),
     );
     assert.equal(ada.id, "u-1");

@@ -9,33 +9,40 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
-import { type Client as GrpcClient, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { type ClientReadableStream, status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { trace } from "@opentelemetry/api";
 import { currentCallScope } from "./call-scope.ts";
 import { outboundTimeoutMs } from "./deadline.ts";
+import type { Endpoint } from "./endpoint.ts";
 import { markUpstreamError } from "./errors.ts";
 import { headersToMetadata, isEmptyHeaders, metadataToHeaders } from "./grpc-metadata.ts";
 import { grpcStatusToConnectError } from "./grpc-status.ts";
+import { recordRetry, recordRetryThrottled } from "./metrics.ts";
+import { backoffMs, isRetryable, markNeverSent, type RetryOptions } from "./retry-policy.ts";
+import type { Upstream } from "./upstream.ts";
 
 /**
- * A Connect Transport over one pooled grpc-js channel: Connect-typed clients
- * and interceptors, grpc-js underneath (its connection management, balancing
- * and transparent retries). Only unary and server-streaming methods.
+ * A Connect Transport over an upstream's grpc-js endpoint channels:
+ * Connect-typed clients and interceptors above, grpc-js connections below.
+ * Unary and server-streaming methods.
  *
- * Every call gets a deadline: the caller's timeout or the default, capped by
- * the inbound call's deadline minus a margin; the inbound call's cancellation
- * cancels it.
+ * Per call: a deadline (the caller's timeout or the default, capped by the
+ * inbound call's deadline minus a margin), the inbound call's cancellation,
+ * and attempts: each on an endpoint chosen by the upstream's policy,
+ * retried per retry-policy.ts within the upstream's budget, visible as
+ * `retry` events on the client span and in rpc_kit_client_retries_total.
  */
 export interface GrpcTransportOptions {
-  /** The grpc-js target, for error origins and logs. */
-  readonly target: string;
-  readonly channel: GrpcClient;
+  readonly upstream: Upstream;
   readonly defaultTimeoutMs: number;
   readonly deadlineMarginMs: number;
+  readonly retry: Required<RetryOptions>;
   readonly interceptors: readonly Interceptor[];
 }
 
 interface MethodCodec {
   readonly path: string;
+  readonly procedure: string;
   readonly serialize: (value: unknown) => Buffer;
   readonly deserialize: (bytes: Buffer) => unknown;
 }
@@ -48,6 +55,7 @@ export function methodCodec(method: DescMethod): MethodCodec {
   if (codec === undefined) {
     codec = {
       path: `/${method.parent.typeName}/${method.name}`,
+      procedure: `${method.parent.typeName}/${method.name}`,
       serialize: (value) => toBuffer(toBinary(method.input, value as MessageShape<DescMessage>)),
       deserialize: (bytes) => fromBinary(method.output, bytes),
     };
@@ -70,8 +78,25 @@ function withForwarded(header: ConstructorParameters<typeof Headers>[0], forward
   return headers;
 }
 
+/** grpc-js's way of saying the call never reached a connection. */
+function neverSentByGrpcJs(err: ServiceError): boolean {
+  return err.code === GrpcStatus.UNAVAILABLE && /^No connection established/.test(err.details);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 export function createGrpcTransport(options: GrpcTransportOptions): Transport {
-  const { channel, target } = options;
+  const { upstream, retry } = options;
   const interceptors = [...options.interceptors];
 
   /** Deadline and signal for one call, or the error that stops it before it is sent. */
@@ -95,11 +120,61 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
     return { timeout, refused, signal: linked, forwarded: scope?.forwardedHeaders };
   }
 
-  function fail(err: ServiceError, method: DescMethod): ConnectError {
-    return markUpstreamError(grpcStatusToConnectError(err), {
-      target,
-      procedure: `${method.parent.typeName}/${method.name}`,
+  /** The error of a failed attempt, marked with its origin; the endpoint learns of it. */
+  function failure(err: ServiceError, method: DescMethod, endpoint: Endpoint): ConnectError {
+    const connectError = markUpstreamError(grpcStatusToConnectError(err), {
+      target: upstream.target,
+      procedure: methodCodec(method).procedure,
     });
+    const unavailable = err.code === GrpcStatus.UNAVAILABLE;
+    endpoint.record(unavailable, Date.now());
+    if (unavailable) upstream.requestRefresh();
+    return neverSentByGrpcJs(err) ? markNeverSent(connectError) : connectError;
+  }
+
+  /**
+   * Runs `attempt` until it succeeds or may not be retried: Unavailable on
+   * an idempotent method (or a request never sent), attempts left, a token in
+   * the budget, and time for the backoff before the deadline.
+   */
+  async function withRetries<T>(
+    method: DescMethod,
+    deadline: number,
+    signal: AbortSignal,
+    attempt: (avoid: Endpoint | undefined) => Promise<{ value: T; endpoint: Endpoint | undefined }>,
+  ): Promise<T> {
+    upstream.budget.deposit();
+    let avoid: Endpoint | undefined;
+    for (let n = 1; ; n++) {
+      try {
+        return (await attempt(avoid)).value;
+      } catch (caught) {
+        const err = caught as ConnectError & { endpoint?: Endpoint };
+        avoid = err.endpoint;
+        if (n >= retry.maxAttempts || signal.aborted || !isRetryable(err, method)) throw err;
+        const wait = backoffMs(n, retry);
+        if (Date.now() + wait >= deadline) throw err;
+        if (!upstream.budget.withdraw()) {
+          recordRetryThrottled(upstream.target);
+          throw err;
+        }
+        recordRetry(upstream.target, method, err.code);
+        trace.getActiveSpan()?.addEvent("retry", {
+          "rpc.retry.attempt": n + 1,
+          "rpc.retry.backoff_ms": wait,
+          "rpc.retry.previous_status_code": Code[err.code] ?? String(err.code),
+        });
+        await sleep(wait, signal);
+      }
+    }
+  }
+
+  /** Picks an endpoint; the error of a failed pick carries no endpoint. */
+  async function pickFor(deadline: number, signal: AbortSignal, avoid: Endpoint | undefined): Promise<Endpoint> {
+    const endpoint = await upstream.pick(deadline, signal, avoid);
+    endpoint.calls++;
+    endpoint.inFlight++;
+    return endpoint;
   }
 
   return {
@@ -120,55 +195,58 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
           contextValues: contextValues ?? createContextValues(),
           message: input,
         },
-        next: (req) =>
-          new Promise<UnaryResponse<typeof method.input, typeof method.output>>((resolve, reject) => {
-            if (refused !== undefined || timeout === undefined) {
-              reject(refused);
-              return;
-            }
-            if (req.signal.aborted) {
-              reject(ConnectError.from(req.signal.reason, Code.Canceled));
-              return;
-            }
-            const metadata = isEmptyHeaders(req.header) ? new Metadata() : headersToMetadata(req.header);
-            let responseMetadata: Metadata | undefined;
-            let trailers: Metadata | undefined;
-            const onAbort = () => call.cancel();
-            const call = channel.makeUnaryRequest(
-              codec.path,
-              codec.serialize,
-              codec.deserialize,
-              req.message,
-              metadata,
-              { deadline: Date.now() + timeout },
-              (err, value) => {
-                req.signal.removeEventListener("abort", onAbort);
-                if (err) {
-                  reject(fail(err, method));
-                  return;
-                }
-                resolve({
-                  stream: false,
-                  service: method.parent,
-                  method,
-                  message: value as MessageShape<typeof method.output>,
-                  get header() {
-                    return responseMetadata ? metadataToHeaders(responseMetadata) : new Headers();
+        next: async (req) => {
+          if (refused !== undefined || timeout === undefined) throw refused;
+          const deadline = Date.now() + timeout;
+          const metadata = isEmptyHeaders(req.header) ? new Metadata() : headersToMetadata(req.header);
+          return withRetries(method, deadline, req.signal, async (avoid) => {
+            const endpoint = await pickFor(deadline, req.signal, avoid);
+            const response = await new Promise<UnaryResponse<typeof method.input, typeof method.output>>(
+              (resolve, reject) => {
+                let responseMetadata: Metadata | undefined;
+                let trailers: Metadata | undefined;
+                const onAbort = () => call.cancel();
+                const call = endpoint.client.makeUnaryRequest(
+                  codec.path,
+                  codec.serialize,
+                  codec.deserialize,
+                  req.message,
+                  metadata,
+                  { deadline },
+                  (err, value) => {
+                    endpoint.inFlight--;
+                    req.signal.removeEventListener("abort", onAbort);
+                    if (err) {
+                      reject(Object.assign(failure(err, method, endpoint), { endpoint }));
+                      return;
+                    }
+                    endpoint.record(false, Date.now());
+                    resolve({
+                      stream: false,
+                      service: method.parent,
+                      method,
+                      message: value as MessageShape<typeof method.output>,
+                      get header() {
+                        return responseMetadata ? metadataToHeaders(responseMetadata) : new Headers();
+                      },
+                      get trailer() {
+                        return trailers ? metadataToHeaders(trailers) : new Headers();
+                      },
+                    });
                   },
-                  get trailer() {
-                    return trailers ? metadataToHeaders(trailers) : new Headers();
-                  },
+                );
+                call.on("metadata", (m: Metadata) => {
+                  responseMetadata = m;
                 });
+                call.on("status", (s: { metadata: Metadata }) => {
+                  trailers = s.metadata;
+                });
+                req.signal.addEventListener("abort", onAbort, { once: true });
               },
             );
-            call.on("metadata", (m: Metadata) => {
-              responseMetadata = m;
-            });
-            call.on("status", (s: { metadata: Metadata }) => {
-              trailers = s.metadata;
-            });
-            req.signal.addEventListener("abort", onAbort, { once: true });
-          }),
+            return { value: response, endpoint };
+          });
+        },
       });
     },
 
@@ -197,45 +275,75 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
         },
         next: async (req): Promise<StreamResponse<typeof method.input, typeof method.output>> => {
           if (refused !== undefined || timeout === undefined) throw refused;
+          const deadline = Date.now() + timeout;
           let request: unknown;
           for await (const m of req.message) {
             request = m;
             break;
           }
           if (request === undefined) request = create(method.input);
-          if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
           const metadata = isEmptyHeaders(req.header) ? new Metadata() : headersToMetadata(req.header);
-          const call = channel.makeServerStreamRequest(
-            codec.path,
-            codec.serialize,
-            codec.deserialize,
-            request,
-            metadata,
-            {
-              deadline: Date.now() + timeout,
-            },
-          );
           let responseMetadata: Metadata | undefined;
           let trailers: Metadata | undefined;
-          call.on("metadata", (m: Metadata) => {
-            responseMetadata = m;
-          });
-          call.on("status", (s: { metadata: Metadata }) => {
-            trailers = s.metadata;
-          });
-          const onAbort = () => call.cancel();
-          req.signal.addEventListener("abort", onAbort, { once: true });
+
+          /** One attempt: a call on a chosen endpoint, and its first message (or its end). */
+          const start = async (avoid: Endpoint | undefined) => {
+            const endpoint = await pickFor(deadline, req.signal, avoid);
+            const call: ClientReadableStream<unknown> = endpoint.client.makeServerStreamRequest(
+              codec.path,
+              codec.serialize,
+              codec.deserialize,
+              request,
+              metadata,
+              { deadline },
+            );
+            call.on("metadata", (m: Metadata) => {
+              responseMetadata = m;
+            });
+            call.on("status", (s: { metadata: Metadata }) => {
+              trailers = s.metadata;
+            });
+            const onAbort = () => call.cancel();
+            req.signal.addEventListener("abort", onAbort, { once: true });
+            const it = call[Symbol.asyncIterator]() as AsyncIterator<unknown>;
+            const settle = (err: unknown) => {
+              endpoint.inFlight--;
+              req.signal.removeEventListener("abort", onAbort);
+              return err === undefined
+                ? undefined
+                : Object.assign(failure(err as ServiceError, method, endpoint), { endpoint });
+            };
+            try {
+              // Until the first message arrives nothing was committed: a failure here may be retried.
+              const first = await it.next();
+              if (first.done) settle(undefined);
+              return { value: { call, it, first, settle }, endpoint };
+            } catch (err) {
+              throw settle(err);
+            }
+          };
+          const { call, it, first, settle } = await withRetries(method, deadline, req.signal, start);
+
           async function* read(): AsyncGenerator<MessageShape<typeof method.output>> {
+            if (first.done) return;
             let ended = false;
             try {
-              for await (const m of call) yield m as MessageShape<typeof method.output>;
+              yield first.value as MessageShape<typeof method.output>;
+              for (;;) {
+                const next = await it.next();
+                if (next.done) break;
+                yield next.value as MessageShape<typeof method.output>;
+              }
               ended = true;
+              settle(undefined);
             } catch (err) {
               ended = true;
-              throw fail(err as ServiceError, method);
+              throw settle(err);
             } finally {
-              req.signal.removeEventListener("abort", onAbort);
-              if (!ended) call.cancel();
+              if (!ended) {
+                settle(undefined);
+                call.cancel();
+              }
             }
           }
           return {

@@ -1,6 +1,12 @@
+export type { BalancingPolicy } from "./balancing.ts";
 export { currentCallScope } from "./call-scope.ts";
-export { ChannelPool, DEFAULT_CHANNEL_OPTIONS, defaultChannelPool } from "./channel-pool.ts";
-export { type ClientOptions, createClient, createClientFromTransport } from "./client.ts";
+export {
+  type ClientOptions,
+  clientOptionsFrom,
+  clientSettings,
+  createClient,
+  createClientFromTransport,
+} from "./client.ts";
 export { codeToString } from "./codes.ts";
 export {
   type Config,
@@ -25,6 +31,8 @@ export { HealthState, ServingStatus } from "./health.ts";
 export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./logger.ts";
 export { collectRuntimeMetrics, grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./metrics.ts";
 export { REDACTED, redactMessage } from "./redact.ts";
+export type { RetryBudgetOptions } from "./retry-budget.ts";
+export { DEFAULT_RETRY, type RetryOptions } from "./retry-policy.ts";
 export { requestLogger } from "./rpc-log.ts";
 export {
   ListenError,
@@ -37,3 +45,10 @@ export {
 } from "./server.ts";
 export { type ServiceRegistration, service } from "./service-registration.ts";
 export { shutdownTelemetry, startTelemetry, type TelemetryOptions, telemetrySettings } from "./telemetry.ts";
+export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_DNS_REFRESH_MS,
+  type UpstreamOptions,
+  type UpstreamSnapshot,
+} from "./upstream.ts";
+export { DEFAULT_CHANNEL_OPTIONS, defaultUpstreamPool, UpstreamPool } from "./upstream-pool.ts";

@@ -1,6 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { allUpstreams } from "./upstream-pool.ts";
 
 /**
  * RED metrics in Prometheus' text format, under the names and labels of
@@ -74,6 +75,57 @@ const clientInFlight = new Gauge({
   labelNames: ["target"],
   registers: [metricsRegistry],
 });
+
+const retries = new Counter({
+  name: "rpc_kit_client_retries_total",
+  help: "Retries of outbound calls, by the code of the attempt that failed.",
+  labelNames: ["target", "grpc_service", "grpc_method", "grpc_code"],
+  registers: [metricsRegistry],
+});
+const retriesThrottled = new Counter({
+  name: "rpc_kit_client_retries_throttled_total",
+  help: "Retries not made because the upstream's retry budget was spent.",
+  labelNames: ["target"],
+  registers: [metricsRegistry],
+});
+new Gauge({
+  name: "rpc_kit_client_retry_budget_tokens",
+  help: "Tokens left in each upstream's retry budget (a retry takes one).",
+  labelNames: ["target"],
+  registers: [metricsRegistry],
+  collect() {
+    this.reset();
+    for (const u of allUpstreams()) this.set({ target: u.target }, u.budget.tokens);
+  },
+});
+new Gauge({
+  name: "rpc_kit_upstream_endpoints",
+  help: "Endpoints of each upstream target: known (resolved), ready (connected, not ejected), ejected.",
+  labelNames: ["target", "state"],
+  registers: [metricsRegistry],
+  collect() {
+    this.reset();
+    for (const u of allUpstreams()) {
+      const counts = u.counts();
+      for (const state of ["known", "ready", "ejected"] as const) this.set({ target: u.target, state }, counts[state]);
+    }
+  },
+});
+
+/** A retry of `method` on `target` after an attempt that failed with `code`. */
+export function recordRetry(target: string, method: DescMethod, code: Code): void {
+  retries.inc({
+    target,
+    grpc_service: method.parent.typeName,
+    grpc_method: method.name,
+    grpc_code: grpcCodeLabel(code),
+  });
+}
+
+/** A retry refused by the budget. */
+export function recordRetryThrottled(target: string): void {
+  retriesThrottled.inc({ target });
+}
 
 let runtimeMetrics = false;
 /** Adds Node's process and runtime metrics (CPU, memory, event loop lag, GC, handles) once per process. */

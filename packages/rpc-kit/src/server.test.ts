@@ -4,12 +4,12 @@ import { describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@demo/proto/health/v1/health_pb";
-import { ChannelPool } from "./channel-pool.ts";
 import { createClient } from "./client.ts";
 import { ListenError, serve } from "./server.ts";
 import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
 import { captureLogger, testServerSettings, waitFor } from "./testing/index.ts";
+import { UpstreamPool } from "./upstream-pool.ts";
 
 function start(engine: "grpc" | "connect", settings = testServerSettings()) {
   return serve({
@@ -19,7 +19,7 @@ function start(engine: "grpc" | "connect", settings = testServerSettings()) {
     logger: captureLogger("users").logger,
     services: [service(UserService, userFixture().impl)],
     ownsProcess: false,
-    pool: new ChannelPool(),
+    pool: new UpstreamPool(),
   });
 }
 
@@ -47,7 +47,7 @@ describe("serve: graceful shutdown", () => {
   for (const engine of ["grpc", "connect"] as const) {
     it(`${engine}: NOT_SERVING and /readyz 503 while draining, in-flight calls finish, then the port closes`, async () => {
       const server = await start(engine, testServerSettings({ drainDelayMs: 300 }));
-      const pool = new ChannelPool();
+      const pool = new UpstreamPool();
       const target = `localhost:${server.port}`;
       const health = createClient(Health, target, { pool });
       const users = createClient(UserService, target, { pool });
@@ -81,7 +81,7 @@ describe("serve: graceful shutdown", () => {
 
   it("cancels calls still running after the shutdown timeout", async () => {
     const server = await start("grpc", testServerSettings({ shutdownTimeoutMs: 200 }));
-    const pool = new ChannelPool();
+    const pool = new UpstreamPool();
     const users = createClient(UserService, `localhost:${server.port}`, { pool });
     const call = users.getUser({ id: "slow-5000" });
     await new Promise((r) => setTimeout(r, 50));

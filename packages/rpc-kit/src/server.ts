@@ -1,8 +1,8 @@
+import { isIP } from "node:net";
 import { format } from "node:util";
 import type { Interceptor } from "@connectrpc/connect";
 import { type Server, ServerCredentials, setLogger } from "@grpc/grpc-js";
 import { type AdminRoutes, type AdminServer, createAdminServer } from "./admin-server.ts";
-import { type ChannelPool, defaultChannelPool } from "./channel-pool.ts";
 import { type Config, setting } from "./config.ts";
 import { type ConnectEngine, createConnectEngine } from "./connect-engine.ts";
 import { errorBoundary } from "./error-boundary.ts";
@@ -17,6 +17,7 @@ import { type ServiceRegistration, service } from "./service-registration.ts";
 import { onShutdownSignals } from "./shutdown-signals.ts";
 import { shutdownTelemetry } from "./telemetry.ts";
 import { serverTracingInterceptor } from "./tracing.ts";
+import { defaultUpstreamPool, type UpstreamPool } from "./upstream-pool.ts";
 
 /** Largest message a server accepts and sends: 4 MiB, gRPC's default. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -27,6 +28,7 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
  */
 export function serverSettings(defaults: { port: number; adminPort: number }) {
   return {
+    host: setting.string("HOST", "::", "address to listen on; :: is every IPv6 and IPv4 address"),
     port: setting.port("PORT", defaults.port, "RPC port (gRPC, or Connect/gRPC-Web/gRPC at the edge)"),
     adminPort: setting.port("ADMIN_PORT", defaults.adminPort, "plain HTTP port for /healthz, /readyz, /metrics"),
     logLevel: setting.oneOf("LOG_LEVEL", LOG_LEVELS, "info", "minimum level of log lines"),
@@ -76,8 +78,8 @@ export interface ServeOptions {
   readonly interceptors?: readonly Interceptor[];
   /** Extra admin routes. */
   readonly adminRoutes?: AdminRoutes;
-  /** The client channels closed at shutdown. Default the process-wide pool. */
-  readonly pool?: ChannelPool;
+  /** The client upstreams closed at shutdown and shown at /debug/rpc. Default the process-wide pool. */
+  readonly pool?: UpstreamPool;
   /**
    * Default true: SIGTERM/SIGINT shut the server down and exit the process
    * (a second signal exits at once), and a failure to start is reported in
@@ -113,6 +115,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const logger =
     options.logger ?? createLogger({ service: name, level: settings.logLevel, format: settings.logFormat });
   const ownsProcess = options.ownsProcess ?? true;
+  const pool = options.pool ?? defaultUpstreamPool;
   routeGrpcJsLogs(logger);
   const health = new HealthState();
   const forceStop = new AbortController();
@@ -159,14 +162,24 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
               },
             }),
           );
-    port = await bindOrExplain(() => rpc.listen(settings.port), settings.port, "PORT");
-    admin = createAdminServer(health, { "/metrics": serveMetrics, ...options.adminRoutes });
-    adminPort = await bindOrExplain(() => admin.listen(settings.adminPort), settings.adminPort, "ADMIN_PORT").catch(
-      async (err: unknown) => {
-        rpc.destroy();
-        throw err;
+    port = await bindOrExplain(() => rpc.listen(settings.host, settings.port), settings.port, "PORT");
+    admin = createAdminServer(health, {
+      "/metrics": serveMetrics,
+      "/debug/rpc": (_req, res) => {
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(`${JSON.stringify({ upstreams: pool.snapshot() }, null, 2)}\n`);
       },
-    );
+      ...options.adminRoutes,
+    });
+    adminPort = await bindOrExplain(
+      () => admin.listen(settings.host, settings.adminPort),
+      settings.adminPort,
+      "ADMIN_PORT",
+    ).catch(async (err: unknown) => {
+      rpc.destroy();
+      throw err;
+    });
   } catch (err) {
     if (ownsProcess && err instanceof ListenError) {
       logger.fatal(`${name} cannot start: ${err.message}`);
@@ -196,7 +209,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         forceStop.abort();
         rpc.destroy();
       }
-      (options.pool ?? defaultChannelPool).close();
+      pool.close();
       await shutdownTelemetry().catch((err: unknown) => logger.warn({ err }, "flushing telemetry failed"));
       await admin.close();
       logger.info(`${name} stopped`);
@@ -250,7 +263,7 @@ const serveMetrics: AdminRoutes[string] = (_req, res) => {
 
 /** The RPC port, whichever engine serves it. */
 interface RpcListener {
-  listen(port: number): Promise<number>;
+  listen(host: string, port: number): Promise<number>;
   /** Stop accepting; resolve when in-flight calls are done. */
   close(): Promise<void>;
   /** Cut every connection now. */
@@ -259,11 +272,16 @@ interface RpcListener {
 
 function grpcListener(server: Server): RpcListener {
   return {
-    listen: (port) =>
+    listen: (host, port) =>
       new Promise((resolve, reject) => {
-        server.bindAsync(`[::]:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+        const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+        server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => {
           if (err === null) {
             resolve(bound);
+            return;
+          }
+          if (host !== "::") {
+            reject(err);
             return;
           }
           // No IPv6 in this network namespace: fall back to IPv4.
@@ -278,7 +296,11 @@ function grpcListener(server: Server): RpcListener {
 }
 
 function connectListener(engine: ConnectEngine): RpcListener {
-  return { listen: (port) => engine.listen(port), close: () => engine.close(), destroy: () => engine.destroy() };
+  return {
+    listen: (host, port) => engine.listen(host, port),
+    close: () => engine.close(),
+    destroy: () => engine.destroy(),
+  };
 }
 
 async function bindOrExplain(bind: () => Promise<number>, port: number, envName: string): Promise<number> {

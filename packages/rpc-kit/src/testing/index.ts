@@ -64,6 +64,7 @@ export function createInMemoryClient<S extends DescService>(desc: S, impl: Servi
 /** Server settings for tests: any free ports, no drain delay, short shutdown bound. */
 export function testServerSettings(overrides: Partial<ServerSettings> = {}): ServerSettings {
   return {
+    host: "::",
     port: 0,
     adminPort: 0,
     logLevel: "info",

@@ -1,0 +1,71 @@
+import type { ChannelOptions } from "@grpc/grpc-js";
+import { Upstream, type UpstreamOptions, type UpstreamSnapshot } from "./upstream.ts";
+
+/**
+ * The upstreams of a process: one per target (and options), each with one
+ * grpc-js channel per endpoint, shared by every client of that target and
+ * closed once at shutdown. A channel per call is the classic "too many open
+ * files" outage; this pool makes the right thing the default. (Pooling like
+ * undici's Agent: client → upstream per target → one map.)
+ */
+
+/** Channel options of every endpoint channel (gRPC core names). */
+export const DEFAULT_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
+  // Detect dead peers on idle-looking connections within ~40 s.
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  // Reconnect quickly to a restarted endpoint: 250 ms, growing to at most 2 s
+  // (gRPC core defaults: 1 s to 120 s). This is how an endpoint that failed is probed back.
+  "grpc.initial_reconnect_backoff_ms": 250,
+  "grpc.max_reconnect_backoff_ms": 2_000,
+  // 4 MiB, as the servers accept.
+  "grpc.max_receive_message_length": 4 * 1024 * 1024,
+  "grpc.max_send_message_length": 4 * 1024 * 1024,
+  "grpc.primary_user_agent": "rpc-kit",
+});
+
+const pools = new Set<UpstreamPool>();
+
+/** Every upstream of every pool in the process (for metrics). */
+export function allUpstreams(): Upstream[] {
+  return [...pools].flatMap((p) => p.upstreams());
+}
+
+export class UpstreamPool {
+  readonly #upstreams = new Map<string, Upstream>();
+  readonly #channelOptions: ChannelOptions;
+
+  constructor(channelOptions: ChannelOptions = DEFAULT_CHANNEL_OPTIONS) {
+    this.#channelOptions = channelOptions;
+    pools.add(this);
+  }
+
+  /** The upstream for `target` (a `dns:///` or `static:///` target), created on first use. */
+  get(target: string, options: UpstreamOptions = {}): Upstream {
+    const key = `${target} ${JSON.stringify(options)}`;
+    let upstream = this.#upstreams.get(key);
+    if (upstream === undefined) {
+      upstream = new Upstream(target, this.#channelOptions, options);
+      this.#upstreams.set(key, upstream);
+    }
+    return upstream;
+  }
+
+  upstreams(): Upstream[] {
+    return [...this.#upstreams.values()];
+  }
+
+  /** What /debug/rpc serves. */
+  snapshot(): UpstreamSnapshot[] {
+    return this.upstreams().map((u) => u.snapshot());
+  }
+
+  /** Closes every endpoint channel; calls in flight finish or are cancelled by grpc-js. */
+  close(): void {
+    for (const upstream of this.#upstreams.values()) upstream.close();
+    this.#upstreams.clear();
+  }
+}
+
+/** The process-wide pool used by `createClient` unless one is passed; `serve()` closes it at shutdown. */
+export const defaultUpstreamPool = new UpstreamPool();

@@ -1,0 +1,237 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type ChannelOptions, connectivityState } from "@grpc/grpc-js";
+import { type BalancingPolicy, createPicker, type Picker } from "./balancing.ts";
+import { type EndpointAddress, parseTargetSpec, resolveTarget, type TargetSpec } from "./discovery.ts";
+import { Endpoint } from "./endpoint.ts";
+import { RetryBudget, type RetryBudgetOptions } from "./retry-budget.ts";
+import { markNeverSent } from "./retry-policy.ts";
+
+/** How an upstream finds and chooses endpoints; every field has a default. */
+export interface UpstreamOptions {
+  /** `round_robin` (default) or `least_loaded` (power of two choices on in-flight calls). */
+  readonly policy?: BalancingPolicy;
+  /** Re-resolve DNS names this often. Default 30,000 ms. */
+  readonly dnsRefreshMs?: number;
+  /** Query these DNS servers instead of the system resolver. Default: the system resolver. */
+  readonly dnsServers?: readonly string[];
+  /**
+   * How long a call waits for a ready endpoint (a connection) before failing
+   * with Unavailable; a black-holed address costs at most this. Default 1,000 ms
+   * (an in-cluster h2c connect takes about a millisecond).
+   */
+  readonly connectTimeoutMs?: number;
+  /** The retry budget of this upstream. Default 10% of calls, 10 tokens. */
+  readonly retryBudget?: RetryBudgetOptions;
+}
+
+export const DEFAULT_DNS_REFRESH_MS = 30_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 1_000;
+/** A failing connection triggers re-resolution at most this often. */
+export const MIN_REFRESH_INTERVAL_MS = 1_000;
+
+/** What /debug/rpc shows of one upstream. */
+export interface UpstreamSnapshot {
+  target: string;
+  policy: BalancingPolicy;
+  resolvedAt: string | null;
+  resolveError: string | null;
+  endpoints: {
+    address: EndpointAddress;
+    state: string;
+    ready: boolean;
+    ejected: boolean;
+    ejections: number;
+    inFlight: number;
+    calls: number;
+    failures: number;
+  }[];
+  retryBudget: { tokens: number; maxTokens: number; ratio: number };
+}
+
+/**
+ * One upstream target: its endpoints (kept current by discovery), the choice
+ * of one per call (balancing), and its retry budget.
+ */
+export class Upstream {
+  readonly target: string;
+  readonly policy: BalancingPolicy;
+  readonly budget: RetryBudget;
+  readonly #spec: TargetSpec;
+  readonly #options: UpstreamOptions;
+  readonly #channelOptions: ChannelOptions;
+  readonly #endpoints = new Map<EndpointAddress, Endpoint>();
+  readonly #picker: Picker<Endpoint>;
+  readonly #connectTimeoutMs: number;
+  readonly #waiters = new Set<() => void>();
+  readonly #timer: NodeJS.Timeout;
+  #refreshing: Promise<void> | undefined;
+  #lastRefresh = 0;
+  #resolvedAt: Date | undefined;
+  #resolveError: string | undefined;
+  #closed = false;
+
+  constructor(target: string, channelOptions: ChannelOptions, options: UpstreamOptions = {}) {
+    this.target = target;
+    this.#spec = parseTargetSpec(target);
+    this.#options = options;
+    this.#channelOptions = channelOptions;
+    this.policy = options.policy ?? "round_robin";
+    this.#picker = createPicker<Endpoint>(this.policy);
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.budget = new RetryBudget(options.retryBudget);
+    void this.refresh();
+    const every = this.#spec.kind === "dns" ? (options.dnsRefreshMs ?? DEFAULT_DNS_REFRESH_MS) : 0;
+    this.#timer = setInterval(() => void this.refresh(), every || 86_400_000).unref();
+  }
+
+  /** Resolves the target now and reconciles the endpoints; keeps the last good list on failure. */
+  refresh(): Promise<void> {
+    if (this.#refreshing) return this.#refreshing;
+    this.#lastRefresh = Date.now();
+    this.#refreshing = (async () => {
+      try {
+        const addresses = await resolveTarget(this.#spec, {
+          ...(this.#options.dnsServers && { dnsServers: this.#options.dnsServers }),
+        });
+        if (this.#closed) return;
+        this.#reconcile(addresses);
+        this.#resolvedAt = new Date();
+        this.#resolveError = undefined;
+      } catch (err) {
+        this.#resolveError = (err as Error).message;
+      } finally {
+        this.#refreshing = undefined;
+        this.#wake();
+      }
+    })();
+    return this.#refreshing;
+  }
+
+  /** Re-resolves soon after a connection failure, at most once a second. */
+  requestRefresh(): void {
+    if (this.#spec.kind === "dns" && Date.now() - this.#lastRefresh >= MIN_REFRESH_INTERVAL_MS) void this.refresh();
+  }
+
+  #reconcile(addresses: readonly EndpointAddress[]): void {
+    const wanted = new Set(addresses);
+    for (const [address, endpoint] of this.#endpoints) {
+      if (!wanted.has(address)) {
+        this.#endpoints.delete(address);
+        endpoint.close();
+      }
+    }
+    for (const address of addresses) {
+      if (!this.#endpoints.has(address)) {
+        this.#endpoints.set(address, new Endpoint(address, this.#channelOptions, (e) => this.#onEndpointChange(e)));
+      }
+    }
+  }
+
+  #onEndpointChange(endpoint: Endpoint): void {
+    if (endpoint.state === connectivityState.TRANSIENT_FAILURE) this.requestRefresh();
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiters) wake();
+  }
+
+  /**
+   * An endpoint for one call: a ready one chosen by the policy, preferring
+   * any but `avoid` (the endpoint a retried attempt just failed on). When none
+   * is ready but one is connecting, waits for it, up to the connect timeout
+   * and `deadline`; when all are failing, fails at once. Either way the error
+   * is Unavailable, and the request was never sent, so any method may retry
+   * it. If every ready endpoint is ejected, uses them anyway: ejection
+   * must not take the whole upstream away.
+   */
+  async pick(deadline: number, signal: AbortSignal, avoid?: Endpoint): Promise<Endpoint> {
+    const giveUpAt = Math.min(deadline, Date.now() + this.#connectTimeoutMs);
+    for (;;) {
+      const now = Date.now();
+      const all = [...this.#endpoints.values()];
+      let ready = all.filter((e) => e.isReady(now));
+      if (ready.length === 0) ready = all.filter((e) => e.state === connectivityState.READY);
+      if (ready.length > 1 && avoid !== undefined) ready = ready.filter((e) => e !== avoid);
+      if (ready.length > 0) return this.#picker.pick(ready);
+      for (const e of all) if (e.state === connectivityState.IDLE) e.connect();
+      // Waiting helps only while a connection attempt is under way (or DNS has not answered yet).
+      const hope =
+        all.some((e) => e.state === connectivityState.CONNECTING || e.state === connectivityState.IDLE) ||
+        (all.length === 0 && this.#resolvedAt === undefined && this.#resolveError === undefined);
+      if (!hope || now >= giveUpAt || signal.aborted) throw this.#noEndpoint(all);
+      await this.#waitForChange(giveUpAt - now, signal);
+    }
+  }
+
+  #noEndpoint(all: Endpoint[]): ConnectError {
+    const why =
+      all.length === 0
+        ? this.#resolveError
+          ? `cannot resolve ${this.target}: ${this.#resolveError}`
+          : `no endpoints for ${this.target}`
+        : `no ready endpoint for ${this.target} within ${this.#connectTimeoutMs} ms (${all
+            .map((e) => `${e.address} ${e.stateName}`)
+            .join(", ")})`;
+    return markNeverSent(new ConnectError(why, Code.Unavailable));
+  }
+
+  #waitForChange(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waiters.add(done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  snapshot(): UpstreamSnapshot {
+    const now = Date.now();
+    return {
+      target: this.target,
+      policy: this.policy,
+      resolvedAt: this.#resolvedAt?.toISOString() ?? null,
+      resolveError: this.#resolveError ?? null,
+      endpoints: [...this.#endpoints.values()].map((e) => ({
+        address: e.address,
+        state: e.stateName,
+        ready: e.isReady(now),
+        ejected: e.isEjected(now),
+        ejections: e.ejections,
+        inFlight: e.inFlight,
+        calls: e.calls,
+        failures: e.failures,
+      })),
+      retryBudget: {
+        tokens: Math.round(this.budget.tokens * 1000) / 1000,
+        maxTokens: this.budget.maxTokens,
+        ratio: this.budget.ratio,
+      },
+    };
+  }
+
+  /** Endpoint counts for metrics. */
+  counts(): { known: number; ready: number; ejected: number } {
+    const now = Date.now();
+    let ready = 0;
+    let ejected = 0;
+    for (const e of this.#endpoints.values()) {
+      if (e.isReady(now)) ready++;
+      if (e.isEjected(now)) ejected++;
+    }
+    return { known: this.#endpoints.size, ready, ejected };
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const e of this.#endpoints.values()) e.close();
+    this.#endpoints.clear();
+    this.#wake();
+  }
+}
