@@ -31,7 +31,9 @@ export class Endpoint {
     this.address = address;
     this.#onChange = onChange;
     this.client = new Client(address, credentials.createInsecure(), options);
-    this.#state = this.client.getChannel().getConnectivityState(false);
+    // Connect now, and again whenever the channel goes idle (a server's GOAWAY,
+    // grpc-js's idle timeout): an endpoint in rotation keeps a warm connection.
+    this.#state = this.client.getChannel().getConnectivityState(true);
     this.#watch();
   }
 
@@ -87,6 +89,7 @@ export class Endpoint {
     channel.watchConnectivityState(seen, Date.now() + 3_600_000, () => {
       if (this.#closed) return;
       this.#state = channel.getConnectivityState(false);
+      if (this.#state === connectivityState.IDLE) this.connect();
       if (this.#state !== seen) this.#onChange(this);
       this.#watch();
     });

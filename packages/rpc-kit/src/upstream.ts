@@ -20,7 +20,7 @@ export interface UpstreamOptions {
    * (an in-cluster h2c connect takes about a millisecond).
    */
   readonly connectTimeoutMs?: number;
-  /** The retry budget of this upstream. Default 10% of calls, 10 tokens. */
+  /** The retry budget of this upstream. Default 10% of calls, 10 tokens to start, at most 100 saved. */
   readonly retryBudget?: RetryBudgetOptions;
 }
 

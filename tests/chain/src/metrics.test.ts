@@ -81,3 +81,32 @@ describe("/metrics after 7 OK and 3 NotFound calls", () => {
     );
   });
 });
+
+describe("/debug/rpc", () => {
+  it("shows each upstream's endpoints, their state and in-flight calls, and the retry budget", async () => {
+    const chain = await startChain();
+    try {
+      const client = createClient(GatewayService, createGrpcTransport({ baseUrl: chain.baseUrl }));
+      await client.getProfile({ userId: "u-1" });
+      const res = await fetch(`http://localhost:${chain.profiles.adminPort}/debug/rpc`);
+      assert.equal(res.status, 200);
+      const { upstreams } = (await res.json()) as {
+        upstreams: {
+          target: string;
+          policy: string;
+          endpoints: { address: string; state: string; ready: boolean; inFlight: number; calls: number }[];
+          retryBudget: { tokens: number; ratio: number };
+        }[];
+      };
+      assert.equal(upstreams.length, 1);
+      const [users] = upstreams;
+      assert.equal(users?.target, `dns:///localhost:${chain.users.port}`);
+      assert.equal(users?.policy, "round_robin");
+      assert.ok(users?.endpoints.some((e) => e.ready && e.state === "READY" && e.calls >= 1));
+      assert.ok(users?.endpoints.every((e) => e.inFlight === 0));
+      assert.equal(users?.retryBudget.ratio, 0.1);
+    } finally {
+      await chain.stop();
+    }
+  });
+});

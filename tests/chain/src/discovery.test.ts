@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import * as net from "node:net";
+import { after, before, describe, it } from "node:test";
+import { UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { createClient, UpstreamPool } from "@demo/rpc-kit";
+import { type DnsServer, startDnsServer } from "./dns-server.ts";
+import { type ServiceProcess, startService } from "./processes.ts";
+
+const NAME = "users.test";
+const REFRESH_MS = 1_500;
+
+/** A port free on 127.0.0.2 (and, on loopback, on the other 127.x addresses too). */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.2", r));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** GetUser calls a replica has served, from its /metrics. */
+async function served(replica: ServiceProcess, host: string): Promise<number> {
+  const text = await (await fetch(`http://${host}:${replica.adminPort}/metrics`)).text();
+  const line = text
+    .split("\n")
+    .find(
+      (l) =>
+        l.startsWith("grpc_server_handled_total{") &&
+        l.includes('grpc_method="GetUser"') &&
+        l.includes('grpc_code="OK"'),
+    );
+  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+}
+
+describe("discovery and balancing over DNS, with replicas on 127.0.0.2-5", () => {
+  let dns: DnsServer;
+  let port: number;
+  const replicas = new Map<string, ServiceProcess>();
+  const pool = new UpstreamPool();
+  let client: ReturnType<typeof createClient<typeof UserService>>;
+
+  async function startReplica(ip: string) {
+    replicas.set(ip, await startService("users", { HOST: ip, PORT: String(port), ADMIN_PORT: "0" }));
+  }
+  const counts = async () =>
+    Object.fromEntries(await Promise.all([...replicas].map(async ([ip, r]) => [ip, await served(r, ip)] as const)));
+
+  /** Runs `calls` GetUser calls, 16 at a time; returns the failures. */
+  async function load(calls: number): Promise<unknown[]> {
+    const failures: unknown[] = [];
+    let sent = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (sent < calls) {
+          sent++;
+          await client.getUser({ id: "u-1" }).catch((err: unknown) => failures.push(String(err)));
+        }
+      }),
+    );
+    return failures;
+  }
+
+  before(async () => {
+    dns = await startDnsServer({ [NAME]: ["127.0.0.2", "127.0.0.3", "127.0.0.4"] });
+    port = await freePort();
+    await Promise.all(["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(startReplica));
+    client = createClient(UserService, `dns:///${NAME}:${port}`, {
+      pool,
+      dnsServers: [dns.address],
+      dnsRefreshMs: REFRESH_MS,
+    });
+    await load(30); // connect to every replica
+  });
+  after(async () => {
+    pool.close();
+    await Promise.all([...replicas.values()].map((r) => r.stop()));
+    await dns.close();
+  });
+
+  it("spreads 3,000 calls evenly over every address the name resolves to", async () => {
+    const before = await counts();
+    assert.deepEqual(await load(3_000), []);
+    const after = await counts();
+    for (const ip of ["127.0.0.2", "127.0.0.3", "127.0.0.4"]) {
+      const share = ((after[ip] ?? 0) - (before[ip] ?? 0)) / 3_000;
+      assert.ok(share >= 0.3 && share <= 0.37, `${ip} got ${(share * 100).toFixed(1)}%`);
+    }
+  });
+
+  it("sends calls to a replica added to the DNS answer within the refresh interval plus one second", async () => {
+    await startReplica("127.0.0.5");
+    dns.setA(NAME, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
+    const added = Date.now();
+    let reachedAfter: number | undefined;
+    while (Date.now() - added < REFRESH_MS + 3_000) {
+      assert.deepEqual(await load(50), []);
+      if ((await counts())["127.0.0.5"]) {
+        reachedAfter = Date.now() - added;
+        break;
+      }
+    }
+    assert.ok(reachedAfter !== undefined && reachedAfter <= REFRESH_MS + 1_000, `first call after ${reachedAfter} ms`);
+  });
+
+  it("stops sending to a replica removed from the DNS answer", async () => {
+    dns.setA(NAME, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    await new Promise((r) => setTimeout(r, REFRESH_MS + 500));
+    const before = await counts();
+    assert.deepEqual(await load(600), []);
+    const after = await counts();
+    assert.equal(after["127.0.0.5"], before["127.0.0.5"], "127.0.0.5 got no call");
+    assert.ok((after["127.0.0.2"] ?? 0) > (before["127.0.0.2"] ?? 0));
+  });
+
+  it("loses no idempotent call when a replica is killed with SIGKILL mid-load, and ejects it", async () => {
+    const failures: unknown[] = [];
+    const steady = load(3_000).then((f) => failures.push(...f));
+    await new Promise((r) => setTimeout(r, 300));
+    await replicas.get("127.0.0.3")?.stop("SIGKILL");
+    await steady;
+    assert.deepEqual(failures, [], "no call failed that a retry could save");
+    const [upstream] = pool.snapshot();
+    const dead = upstream?.endpoints.find((e) => e.address === `ipv4:127.0.0.3:${port}`);
+    assert.ok(dead, "still in DNS, so still known");
+    assert.equal(dead.ready, false, `dead endpoint is out of rotation (state ${dead.state})`);
+    replicas.delete("127.0.0.3");
+  });
+
+  it("routes around an address that never answers, at no cost to calls", async () => {
+    const accepted = new Set<net.Socket>();
+    const blackHole = net.createServer((s) => accepted.add(s));
+    await new Promise<void>((r) => blackHole.listen(port, "127.0.0.6", r));
+    try {
+      dns.setA(NAME, ["127.0.0.2", "127.0.0.4", "127.0.0.6"]);
+      await new Promise((r) => setTimeout(r, REFRESH_MS + 500));
+      let slowest = 0;
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (sent < 400) {
+            sent++;
+            const started = performance.now();
+            await client.getUser({ id: "u-1" });
+            slowest = Math.max(slowest, performance.now() - started);
+          }
+        }),
+      );
+      assert.ok(slowest < 1_000, `slowest call ${slowest.toFixed(0)} ms (connect timeout 1,000 ms)`);
+      const [upstream] = pool.snapshot();
+      const hole = upstream?.endpoints.find((e) => e.address === `ipv4:127.0.0.6:${port}`);
+      assert.equal(hole?.ready, false);
+      assert.equal(hole?.calls, 0, "no call was sent to it");
+    } finally {
+      for (const s of accepted) s.destroy();
+      blackHole.close();
+    }
+  });
+});
