@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image recipe for every app: docker build --build-arg APP=users -t rpc-chain-users:0.1.0 .
 # turbo prune keeps only the app and the workspaces it depends on, so a
 # change elsewhere in the repo does not invalidate its install layer.
@@ -16,8 +15,10 @@ WORKDIR /src
 ENV TURBO_TELEMETRY_DISABLED=1
 # Manifests and the pruned lockfile only: this layer is reused until dependencies change.
 COPY --from=prune /src/out/json/ .
-RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+RUN npm ci --no-audit --no-fund && npm cache clean --force
 COPY --from=prune /src/out/full/ .
+# Root files turbo prune leaves out but every package's tsconfig extends.
+COPY tsconfig.base.json ./
 RUN npx turbo run build --filter="@demo/${APP}" \
  && npm prune --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/.cache .turbo

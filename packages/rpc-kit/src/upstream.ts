@@ -159,20 +159,21 @@ export class Upstream {
       const hope =
         all.some((e) => e.state === connectivityState.CONNECTING || e.state === connectivityState.IDLE) ||
         (all.length === 0 && this.#resolvedAt === undefined && this.#resolveError === undefined);
-      if (!hope || now >= giveUpAt || signal.aborted) throw this.#noEndpoint(all);
+      if (!hope || now >= giveUpAt || signal.aborted) throw this.#noEndpoint(all, hope);
       await this.#waitForChange(giveUpAt - now, signal);
     }
   }
 
-  #noEndpoint(all: Endpoint[]): ConnectError {
+  #noEndpoint(all: Endpoint[], waited: boolean): ConnectError {
+    const states = all.map((e) => `${e.address} ${e.stateName}`).join(", ");
     const why =
       all.length === 0
         ? this.#resolveError
           ? `cannot resolve ${this.target}: ${this.#resolveError}`
           : `no endpoints for ${this.target}`
-        : `no ready endpoint for ${this.target} within ${this.#connectTimeoutMs} ms (${all
-            .map((e) => `${e.address} ${e.stateName}`)
-            .join(", ")})`;
+        : waited
+          ? `no ready endpoint for ${this.target} within ${this.#connectTimeoutMs} ms (${states})`
+          : `every endpoint of ${this.target} is failing (${states})`;
     return markNeverSent(new ConnectError(why, Code.Unavailable));
   }
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -14,6 +15,9 @@ interface ComposeService {
   environment?: Record<string, string>;
   ports?: string[];
   volumes?: string[];
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }> | string[];
+  build?: { context: string; args?: Record<string, string> };
 }
 const compose = load("docker-compose.yml") as { services: Record<string, ComposeService> };
 const services = compose.services;
@@ -56,6 +60,41 @@ describe("docker-compose.yml", () => {
       assert.match(image, /^[\w./-]+:[\w.-]+$/, `${name} image has a tag`);
       assert.doesNotMatch(image, /:latest$/, `${name} image is not :latest`);
     }
+  });
+
+  it("builds each app from the one Dockerfile, checks its health on its own admin port, starts in chain order", () => {
+    for (const [name, dependency] of [
+      ["users", undefined],
+      ["profiles", "users"],
+      ["gateway", "profiles"],
+    ] as const) {
+      const service = services[name];
+      assert.equal(service?.build?.args?.APP, name, `${name} builds APP=${name}`);
+      const probe = service?.healthcheck?.test.join(" ") ?? "";
+      const url = /http:\/\/127\.0\.0\.1:(\d+)(\/\w+)/.exec(probe);
+      assert.ok(url, `${name} has an HTTP health check`);
+      assert.equal(url[1], envPort(service, "ADMIN_PORT"), `${name} health check uses ADMIN_PORT`);
+      assert.equal(url[2], "/readyz");
+      if (dependency) {
+        const dependsOn = (service?.depends_on ?? {}) as Record<string, { condition: string }>;
+        assert.deepEqual(dependsOn[dependency], {
+          condition: "service_healthy",
+        });
+      }
+    }
+    const published = services.gateway?.ports?.[0] ?? "";
+    assert.match(published, /^(\$\{GATEWAY_PORT:-8080\}|8080):(\d+)$/);
+    assert.equal(published.split(":").at(-1), envPort(services.gateway, "PORT"), "the gateway publishes its PORT");
+  });
+
+  it("is accepted by docker-compose config, where docker-compose is installed", (t) => {
+    try {
+      execFileSync("docker-compose", ["version"], { stdio: "ignore" });
+    } catch {
+      t.skip("docker-compose is not installed here");
+      return;
+    }
+    execFileSync("docker-compose", ["-f", `${root}/docker-compose.yml`, "config", "-q"], { stdio: "pipe" });
   });
 
   it("points the services at each other and at the collector by DNS name", () => {
