@@ -4,11 +4,13 @@ import * as net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import type { Interceptor, StreamRequest } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 
 /**
  * The edge engine: @connectrpc/connect-node serving Connect (JSON and binary),
- * gRPC-Web and gRPC on one plaintext port, over HTTP/1.1 and h2c alike.
+ * gRPC-Web and gRPC on one plaintext port, over HTTP/1.1 and h2c alike; plain
+ * gRPC calls take rpc-kit's faster path (grpc-fast-path.ts).
  *
  * Node's http2 server refuses HTTP/1.1 without TLS, so each connection's
  * first bytes decide: the HTTP/2 preface goes to an http2 server, anything
@@ -57,6 +59,24 @@ const defaultStreamRequest: Interceptor = (next) => (req) => {
   return next({ ...req, message: orDefault() } as StreamRequest);
 };
 
+/**
+ * Sends the streams the gRPC fast path accepts to it, and every other stream
+ * to connect-node. Node's http2 server serves (req, res) handlers through one
+ * "stream" listener of its own (added with the first "request" listener);
+ * that listener is taken out and called for the streams left to connect-node.
+ * Should a Node release change that, every stream stays with connect-node.
+ */
+function routeGrpcToFastPath(server: http2.Http2Server, fastPath: GrpcFastPath): void {
+  const compat = server.listeners("stream");
+  if (compat.length !== 1) return;
+  const connectNode = compat[0] as (...args: unknown[]) => void;
+  server.removeListener("stream", connectNode);
+  server.on("stream", (stream, headers, flags, rawHeaders) => {
+    if (fastPath.accepts(headers)) fastPath.handle(stream, headers);
+    else connectNode.call(server, stream, headers, flags, rawHeaders);
+  });
+}
+
 export function createConnectEngine(
   registrations: readonly ServiceRegistration[],
   options: ConnectEngineOptions,
@@ -78,6 +98,14 @@ export function createConnectEngine(
 
   const h1 = http.createServer(handler);
   const h2 = http2.createServer({}, handler);
+  routeGrpcToFastPath(
+    h2,
+    createGrpcFastPath(registrations, {
+      interceptors: options.interceptors,
+      shutdownSignal: options.shutdownSignal,
+      readMaxBytes: options.readMaxBytes,
+    }),
+  );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   let closing = false;

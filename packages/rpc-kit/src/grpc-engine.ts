@@ -1,28 +1,6 @@
 import { once } from "node:events";
-import {
-  create,
-  type DescMessage,
-  type DescMethod,
-  type DescService,
-  fromBinary,
-  isMessage,
-  toBinary,
-} from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  type ContextValues,
-  createContextKey,
-  createContextValues,
-  type HandlerContext,
-  type Interceptor,
-  type MethodImplSpec,
-  type StreamRequest,
-  type StreamResponse,
-  type UnaryRequest,
-  type UnaryResponse,
-} from "@connectrpc/connect";
-import { createAsyncIterable } from "@connectrpc/connect/protocol";
+import { type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   type handleServerStreamingCall,
   type handleUnaryCall,
@@ -34,9 +12,16 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { headersToMetadata, isEmptyHeaders, MetadataHeaders } from "./grpc-metadata.ts";
+import { CallContext } from "./call-context.ts";
+import { headersToMetadata, isEmptyHeaders, metadataHeaders } from "./grpc-metadata.ts";
 import { connectErrorToGrpcStatus } from "./grpc-status.ts";
 import { toBuffer } from "./grpc-transport.ts";
+import {
+  type ServerStreamingInvoker,
+  serverStreamingInvoker,
+  type UnaryInvoker,
+  unaryInvoker,
+} from "./method-invoker.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 
 /**
@@ -53,96 +38,39 @@ export interface GrpcEngineOptions {
   readonly serverOptions: ServerOptions;
 }
 
-const contextKey = createContextKey<HandlerContext | undefined>(undefined, { description: "rpc-kit handler context" });
-
-/**
- * The reason a handler's signal carries once its call is answered. Shared, so
- * that ending a call does not build a DOMException (and its stack) each time.
- */
-const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
-
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
-/** A HandlerContext for a grpc-js call; request headers are converted only when read. */
-class GrpcHandlerContext implements HandlerContext {
-  readonly protocolName = "grpc";
-  readonly requestMethod = "POST";
-  readonly values: ContextValues = createContextValues();
-  readonly signal: AbortSignal;
-  private readonly controller = new AbortController();
-  private readonly deadline: number | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private requestHeaders: Headers | undefined;
-  private responseHeaders: Headers | undefined;
-  private responseTrailers: Headers | undefined;
-  private readonly onShutdown = () => this.abort(new ConnectError("server is shutting down", Code.Unavailable));
-
-  private readonly call: AnyCall;
-  readonly service: DescService;
-  readonly method: DescMethod;
-  readonly url: string;
-  private readonly shutdownSignal: AbortSignal;
-
-  constructor(call: AnyCall, service: DescService, method: DescMethod, url: string, shutdownSignal: AbortSignal) {
-    this.call = call;
-    this.service = service;
-    this.method = method;
-    this.url = url;
-    this.shutdownSignal = shutdownSignal;
-    this.signal = this.controller.signal;
-    const deadline = call.getDeadline();
-    const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-    if (Number.isFinite(ms)) {
-      this.deadline = ms;
-      this.timer = setTimeout(
-        () => this.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
-        Math.max(0, ms - Date.now()),
-      );
-    }
-    call.once("cancelled", () => this.abort(new ConnectError("the caller cancelled the call", Code.Canceled)));
-    shutdownSignal.addEventListener("abort", this.onShutdown, { once: true });
-  }
-
-  timeoutMs = (): number | undefined => (this.deadline === undefined ? undefined : this.deadline - Date.now());
-
-  get requestHeader(): Headers {
-    this.requestHeaders ??= new MetadataHeaders(this.call.metadata);
-    return this.requestHeaders;
-  }
-
-  get responseHeader(): Headers {
-    this.responseHeaders ??= new Headers();
-    return this.responseHeaders;
-  }
-
-  get responseTrailer(): Headers {
-    this.responseTrailers ??= new Headers();
-    return this.responseTrailers;
-  }
-
-  /** Response headers to send, or undefined when the handler set none. */
-  takeResponseMetadata(): Metadata | undefined {
-    return this.responseHeaders && !isEmptyHeaders(this.responseHeaders)
-      ? headersToMetadata(this.responseHeaders)
-      : undefined;
-  }
-
-  /** Trailers to send with the status. */
-  trailerMetadata(): Metadata {
-    return this.responseTrailers ? headersToMetadata(this.responseTrailers) : new Metadata();
-  }
-
-  /** Ends the call's signal: on completion (no reason), cancellation, deadline or forced shutdown. */
-  abort(reason?: unknown): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.shutdownSignal.removeEventListener("abort", this.onShutdown);
-    if (!this.controller.signal.aborted) this.controller.abort(reason ?? CALL_ENDED);
-  }
+/** The context of a grpc-js call: its deadline, its metadata read lazily, cancelled when grpc-js says so. */
+function contextOf(call: AnyCall, method: CallContext["method"], shutdownSignal: AbortSignal): CallContext {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  // grpc-js emits "cancelled" after every call, answered or not: CallContext ignores it once the call ended.
+  const onCancelled = () => ctx.cancel();
+  const ctx = new CallContext(
+    {
+      service: method.parent,
+      method,
+      protocolName: "grpc",
+      deadline: Number.isFinite(ms) ? ms : undefined,
+      requestHeaders: () => metadataHeaders(call.metadata),
+      detach: () => call.off("cancelled", onCancelled),
+    },
+    shutdownSignal,
+  );
+  call.once("cancelled", onCancelled);
+  return ctx;
 }
 
-function normalizeOutput(desc: DescMessage, value: unknown) {
-  return isMessage(value, desc) ? value : create(desc, value as never);
+/** Response headers to send, or undefined when the handler set none. */
+function responseMetadata(ctx: CallContext): Metadata | undefined {
+  const headers = ctx.setResponseHeaders;
+  return headers && !isEmptyHeaders(headers) ? headersToMetadata(headers) : undefined;
+}
+
+/** Trailers to send with the status. */
+function trailerMetadata(ctx: CallContext): Metadata {
+  const trailers = ctx.setResponseTrailers;
+  return trailers ? headersToMetadata(trailers) : new Metadata();
 }
 
 function serializerFor(desc: DescMessage) {
@@ -152,17 +80,15 @@ function serializerFor(desc: DescMessage) {
 /** Creates a grpc-js Server with every registration's methods added. */
 export function createGrpcEngine(registrations: readonly ServiceRegistration[], options: GrpcEngineOptions): Server {
   const server = new Server(options.serverOptions);
-  const interceptors = [...options.interceptors];
   for (const registration of registrations) {
     const definition: Record<string, ServiceDefinition[string]> = {};
     const implementation: UntypedServiceImplementation = {};
     for (const spec of scopedMethodSpecs(registration)) {
-      const path = `/${registration.service.typeName}/${spec.method.name}`;
       if (spec.kind !== "unary" && spec.kind !== "server_streaming") {
         continue; // Not served: grpc-js answers Unimplemented.
       }
       definition[spec.method.localName] = {
-        path,
+        path: `/${registration.service.typeName}/${spec.method.name}`,
         originalName: spec.method.name,
         requestStream: false,
         responseStream: spec.kind === "server_streaming",
@@ -173,66 +99,31 @@ export function createGrpcEngine(registrations: readonly ServiceRegistration[], 
       };
       implementation[spec.method.localName] =
         spec.kind === "unary"
-          ? unaryHandler(spec, path, interceptors, options.shutdownSignal)
-          : serverStreamingHandler(spec, path, interceptors, options.shutdownSignal);
+          ? unaryHandler(unaryInvoker(spec, options.interceptors), spec, options.shutdownSignal)
+          : serverStreamingHandler(serverStreamingInvoker(spec, options.interceptors), spec, options.shutdownSignal);
     }
     server.addService(definition, implementation);
   }
   return server;
 }
 
-function applyInterceptors<T>(next: T, interceptors: Interceptor[]): T {
-  return interceptors
-    .concat()
-    .reverse()
-    .reduce((n, i) => i(n as never) as T, next);
-}
-
 function unaryHandler(
-  spec: Extract<MethodImplSpec, { kind: "unary" }>,
-  path: string,
-  interceptors: Interceptor[],
+  invoke: UnaryInvoker,
+  spec: { method: CallContext["method"] },
   shutdownSignal: AbortSignal,
 ): handleUnaryCall<unknown, unknown> {
-  const { method } = spec;
-  const invoke = applyInterceptors(async (req: UnaryRequest): Promise<UnaryResponse> => {
-    const ctx = req.contextValues.get(contextKey) as GrpcHandlerContext;
-    const output = await spec.impl(req.message as never, ctx);
-    return {
-      stream: false,
-      service: method.parent,
-      method,
-      header: ctx.responseHeader,
-      trailer: ctx.responseTrailer,
-      message: normalizeOutput(method.output, output),
-    };
-  }, interceptors);
   return (call, callback) => {
-    const ctx = new GrpcHandlerContext(call, method.parent, method, path, shutdownSignal);
-    ctx.values.set(contextKey, ctx);
-    const req: UnaryRequest = {
-      stream: false,
-      service: method.parent,
-      method,
-      requestMethod: "POST",
-      url: path,
-      signal: ctx.signal,
-      get header() {
-        return ctx.requestHeader;
-      },
-      message: call.request as never,
-      contextValues: ctx.values,
-    };
-    invoke(req).then(
+    const ctx = contextOf(call, spec.method, shutdownSignal);
+    invoke(ctx, call.request).then(
       (res) => {
-        const headers = ctx.takeResponseMetadata();
+        const headers = responseMetadata(ctx);
         if (headers) call.sendMetadata(headers);
-        callback(null, res.message, ctx.trailerMetadata());
+        callback(null, res.message, trailerMetadata(ctx));
         ctx.abort();
       },
       (err: unknown) => {
         const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
-        status.metadata.merge(ctx.trailerMetadata());
+        status.metadata.merge(trailerMetadata(ctx));
         callback(status);
         ctx.abort();
       },
@@ -241,51 +132,21 @@ function unaryHandler(
 }
 
 function serverStreamingHandler(
-  spec: Extract<MethodImplSpec, { kind: "server_streaming" }>,
-  path: string,
-  interceptors: Interceptor[],
+  invoke: ServerStreamingInvoker,
+  spec: { method: CallContext["method"] },
   shutdownSignal: AbortSignal,
 ): handleServerStreamingCall<unknown, unknown> {
-  const { method } = spec;
-  const invoke = applyInterceptors(async (req: StreamRequest): Promise<StreamResponse> => {
-    const ctx = req.contextValues.get(contextKey) as GrpcHandlerContext;
-    let input: unknown;
-    for await (const m of req.message) input = m;
-    const output = spec.impl(input as never, ctx);
-    return {
-      stream: true,
-      service: method.parent,
-      method,
-      header: ctx.responseHeader,
-      trailer: ctx.responseTrailer,
-      message: normalizeStream(method.output, output),
-    };
-  }, interceptors);
   return (call) => {
-    const ctx = new GrpcHandlerContext(call, method.parent, method, path, shutdownSignal);
-    ctx.values.set(contextKey, ctx);
-    const req: StreamRequest = {
-      stream: true,
-      service: method.parent,
-      method,
-      requestMethod: "POST",
-      url: path,
-      signal: ctx.signal,
-      get header() {
-        return ctx.requestHeader;
-      },
-      message: createAsyncIterable([call.request as never]),
-      contextValues: ctx.values,
-    };
+    const ctx = contextOf(call, spec.method, shutdownSignal);
     void (async () => {
       let headersSent = false;
       try {
-        const res = await invoke(req);
+        const res = await invoke(ctx, call.request);
         for await (const message of res.message) {
           if (ctx.signal.aborted) break;
           if (!headersSent) {
             headersSent = true;
-            const headers = ctx.takeResponseMetadata();
+            const headers = responseMetadata(ctx);
             if (headers) call.sendMetadata(headers);
           }
           if (!call.write(message)) {
@@ -293,18 +154,14 @@ function serverStreamingHandler(
           }
         }
         if (ctx.signal.aborted) throw ctx.signal.reason;
-        call.end(ctx.trailerMetadata());
+        call.end(trailerMetadata(ctx));
       } catch (err) {
         const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
-        status.metadata.merge(ctx.trailerMetadata());
+        status.metadata.merge(trailerMetadata(ctx));
         call.emit("error", status);
       } finally {
         ctx.abort();
       }
     })();
   };
-}
-
-async function* normalizeStream(desc: DescMessage, messages: AsyncIterable<unknown>) {
-  for await (const m of messages) yield normalizeOutput(desc, m);
 }

@@ -50,37 +50,33 @@ export function isEmptyHeaders(headers: Headers): boolean {
 }
 
 /**
- * Headers over grpc-js Metadata that reads single values straight from the
- * Metadata and converts everything only when a caller iterates or changes
- * it: tracing reads three headers of every call, and a full conversion per
- * call costs microseconds (FACTS). A stand-in, not a subclass: Node's Headers
- * methods are instance fields in its type declarations.
+ * Headers that read single values straight from the underlying record (grpc-js
+ * Metadata, or Node's http2 header object) and convert everything only when a
+ * caller iterates or changes them: tracing reads three headers of every call,
+ * and a full conversion per call costs microseconds (FACTS). A stand-in, not a
+ * subclass: Node's Headers methods are instance fields in its type declarations.
  */
-export class MetadataHeaders implements Headers {
-  #metadata: Metadata;
+export class LazyHeaders implements Headers {
+  readonly #lookup: (name: string) => string | null;
+  readonly #convert: () => Headers;
   #headers: Headers | undefined;
 
-  constructor(metadata: Metadata) {
-    this.#metadata = metadata;
+  constructor(lookup: (lowerCaseName: string) => string | null, convert: () => Headers) {
+    this.#lookup = lookup;
+    this.#convert = convert;
   }
 
   #all(): Headers {
-    this.#headers ??= metadataToHeaders(this.#metadata);
+    this.#headers ??= this.#convert();
     return this.#headers;
   }
 
   get(name: string): string | null {
-    if (this.#headers !== undefined) return this.#headers.get(name);
-    const key = name.toLowerCase();
-    const values = this.#metadata.get(key);
-    if (values.length === 0) return null;
-    return values
-      .map((v) => (typeof v === "string" ? v : key.endsWith("-bin") ? encodeBinaryHeader(v) : v.toString()))
-      .join(", ");
+    return this.#headers !== undefined ? this.#headers.get(name) : this.#lookup(name.toLowerCase());
   }
 
   has(name: string): boolean {
-    return this.#headers !== undefined ? this.#headers.has(name) : this.#metadata.get(name.toLowerCase()).length > 0;
+    return this.get(name) !== null;
   }
 
   set(name: string, value: string): void {
@@ -120,4 +116,18 @@ export class MetadataHeaders implements Headers {
   [Symbol.iterator]() {
     return this.#all()[Symbol.iterator]();
   }
+}
+
+/** Lazy Headers over grpc-js Metadata (`-bin` values as base64, as Connect has them). */
+export function metadataHeaders(metadata: Metadata): Headers {
+  return new LazyHeaders(
+    (key) => {
+      const values = metadata.get(key);
+      if (values.length === 0) return null;
+      return values
+        .map((v) => (typeof v === "string" ? v : key.endsWith("-bin") ? encodeBinaryHeader(v) : v.toString()))
+        .join(", ");
+    },
+    () => metadataToHeaders(metadata),
+  );
 }

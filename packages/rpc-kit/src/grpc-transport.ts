@@ -1,14 +1,24 @@
-import { create, type DescMessage, type DescMethod, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  fromBinary,
+  isMessage,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
+  createContextKey,
   createContextValues,
   type Interceptor,
   type StreamResponse,
   type Transport,
+  type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import { runStreamingCall } from "@connectrpc/connect/protocol";
 import { type ClientReadableStream, status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { trace } from "@opentelemetry/api";
 import { currentCallScope } from "./call-scope.ts";
@@ -77,6 +87,17 @@ function withForwarded(header: ConstructorParameters<typeof Headers>[0], forward
   });
   return headers;
 }
+
+type AnyFn = Parameters<Interceptor>[0];
+
+/** What the transport decided for a call before the interceptors ran: its timeout, or why it is refused. */
+const planKey = createContextKey<{ refused: ConnectError | undefined; timeout: number | undefined }>(
+  { refused: undefined, timeout: undefined },
+  { description: "rpc-kit call plan" },
+);
+
+/** The signal of a call nobody can cancel. */
+const NEVER_ABORTED = new AbortController().signal;
 
 /** grpc-js's way of saying the call never reached a connection. */
 function neverSentByGrpcJs(err: ServiceError): boolean {
@@ -177,77 +198,91 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
     return endpoint;
   }
 
+  /** The innermost step of a unary call: attempts on endpoints, with retries. */
+  const unaryNext = async (req: UnaryRequest): Promise<UnaryResponse> => {
+    const { refused, timeout } = req.contextValues.get(planKey);
+    if (refused !== undefined || timeout === undefined) throw refused;
+    const method = req.method;
+    const codec = methodCodec(method);
+    const deadline = Date.now() + timeout;
+    const metadata = isEmptyHeaders(req.header) ? new Metadata() : headersToMetadata(req.header);
+    return withRetries(method, deadline, req.signal, async (avoid) => {
+      const endpoint = await pickFor(deadline, req.signal, avoid);
+      const response = await new Promise<UnaryResponse>((resolve, reject) => {
+        let responseMetadata: Metadata | undefined;
+        let trailers: Metadata | undefined;
+        const onAbort = () => call.cancel();
+        const call = endpoint.client.makeUnaryRequest(
+          codec.path,
+          codec.serialize,
+          codec.deserialize,
+          req.message,
+          metadata,
+          { deadline },
+          (err, value) => {
+            endpoint.inFlight--;
+            req.signal.removeEventListener("abort", onAbort);
+            if (err) {
+              reject(Object.assign(failure(err, method, endpoint), { endpoint }));
+              return;
+            }
+            endpoint.record(false, Date.now());
+            resolve({
+              stream: false,
+              service: method.parent,
+              method,
+              message: value as MessageShape<DescMessage>,
+              get header() {
+                return responseMetadata ? metadataToHeaders(responseMetadata) : new Headers();
+              },
+              get trailer() {
+                return trailers ? metadataToHeaders(trailers) : new Headers();
+              },
+            });
+          },
+        );
+        call.on("metadata", (m: Metadata) => {
+          responseMetadata = m;
+        });
+        call.on("status", (s: { metadata: Metadata }) => {
+          trailers = s.metadata;
+        });
+        if (req.signal.aborted) call.cancel();
+        else req.signal.addEventListener("abort", onAbort, { once: true });
+      });
+      return { value: response, endpoint };
+    });
+  };
+
+  /** The interceptors around the unary step, built once: outermost first, as Connect applies them. */
+  let interceptedUnary = unaryNext as AnyFn;
+  for (let i = interceptors.length - 1; i >= 0; i--)
+    interceptedUnary = (interceptors[i] as Interceptor)(interceptedUnary);
+
   return {
     async unary(method, signal, timeoutMs, header, input, contextValues) {
       const codec = methodCodec(method);
       const { timeout, refused, signal: callSignal, forwarded } = plan(signal, timeoutMs);
-      return runUnaryCall({
-        interceptors,
-        ...(callSignal && { signal: callSignal }),
-        ...(timeout !== undefined && { timeoutMs: timeout }),
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: codec.path,
-          header: withForwarded(header, forwarded),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
-        next: async (req) => {
-          if (refused !== undefined || timeout === undefined) throw refused;
-          const deadline = Date.now() + timeout;
-          const metadata = isEmptyHeaders(req.header) ? new Metadata() : headersToMetadata(req.header);
-          return withRetries(method, deadline, req.signal, async (avoid) => {
-            const endpoint = await pickFor(deadline, req.signal, avoid);
-            const response = await new Promise<UnaryResponse<typeof method.input, typeof method.output>>(
-              (resolve, reject) => {
-                let responseMetadata: Metadata | undefined;
-                let trailers: Metadata | undefined;
-                const onAbort = () => call.cancel();
-                const call = endpoint.client.makeUnaryRequest(
-                  codec.path,
-                  codec.serialize,
-                  codec.deserialize,
-                  req.message,
-                  metadata,
-                  { deadline },
-                  (err, value) => {
-                    endpoint.inFlight--;
-                    req.signal.removeEventListener("abort", onAbort);
-                    if (err) {
-                      reject(Object.assign(failure(err, method, endpoint), { endpoint }));
-                      return;
-                    }
-                    endpoint.record(false, Date.now());
-                    resolve({
-                      stream: false,
-                      service: method.parent,
-                      method,
-                      message: value as MessageShape<typeof method.output>,
-                      get header() {
-                        return responseMetadata ? metadataToHeaders(responseMetadata) : new Headers();
-                      },
-                      get trailer() {
-                        return trailers ? metadataToHeaders(trailers) : new Headers();
-                      },
-                    });
-                  },
-                );
-                call.on("metadata", (m: Metadata) => {
-                  responseMetadata = m;
-                });
-                call.on("status", (s: { metadata: Metadata }) => {
-                  trailers = s.metadata;
-                });
-                req.signal.addEventListener("abort", onAbort, { once: true });
-              },
-            );
-            return { value: response, endpoint };
-          });
-        },
-      });
+      // Not Connect's runUnaryCall: it adds a deadline timer and an AbortController per call,
+      // which grpc-js's own deadline makes redundant (measured on the forwarding hops).
+      const values = contextValues ?? createContextValues();
+      values.set(planKey, { refused, timeout });
+      const req: UnaryRequest = {
+        stream: false,
+        service: method.parent,
+        method,
+        requestMethod: "POST",
+        url: codec.path,
+        signal: callSignal ?? NEVER_ABORTED,
+        header: withForwarded(header, forwarded),
+        contextValues: values,
+        message: isMessage(input, method.input) ? input : create(method.input, input),
+      };
+      try {
+        return (await interceptedUnary(req)) as UnaryResponse<typeof method.input, typeof method.output>;
+      } catch (err) {
+        throw ConnectError.from(err, Code.Internal);
+      }
     },
 
     async stream(method, signal, timeoutMs, header, input, contextValues) {

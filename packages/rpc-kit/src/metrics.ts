@@ -1,6 +1,13 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import {
+  CounterFamily,
+  type CounterSeries,
+  GaugeFamily,
+  HistogramFamily,
+  type HistogramSeries,
+} from "./metric-family.ts";
 import { allUpstreams } from "./upstream-pool.ts";
 
 /**
@@ -20,61 +27,85 @@ export const metricsRegistry = new Registry();
  */
 export const HANDLING_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-const methodLabels = ["grpc_type", "grpc_service", "grpc_method"] as const;
-const handledLabels = [...methodLabels, "grpc_code"] as const;
-
 function sideMetrics(side: "server" | "client") {
   return {
-    started: new Counter({
-      name: `grpc_${side}_started_total`,
-      help: `Total number of RPCs started on the ${side}.`,
-      labelNames: methodLabels,
-      registers: [metricsRegistry],
-    }),
-    handled: new Counter({
-      name: `grpc_${side}_handled_total`,
-      help: `Total number of RPCs completed on the ${side}, regardless of success or failure.`,
-      labelNames: handledLabels,
-      registers: [metricsRegistry],
-    }),
-    seconds: new Histogram({
-      name: `grpc_${side}_handling_seconds`,
-      help:
-        side === "server"
-          ? "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server."
-          : "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
-      labelNames: methodLabels,
-      buckets: HANDLING_SECONDS_BUCKETS,
-      registers: [metricsRegistry],
-    }),
+    started: new CounterFamily(
+      metricsRegistry,
+      `grpc_${side}_started_total`,
+      `Total number of RPCs started on the ${side}.`,
+    ),
+    handled: new CounterFamily(
+      metricsRegistry,
+      `grpc_${side}_handled_total`,
+      `Total number of RPCs completed on the ${side}, regardless of success or failure.`,
+    ),
+    seconds: new HistogramFamily(
+      metricsRegistry,
+      `grpc_${side}_handling_seconds`,
+      side === "server"
+        ? "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server."
+        : "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
+      HANDLING_SECONDS_BUCKETS,
+    ),
     // Response messages of streams: sent by the server, received by the client.
-    streamMessages: new Counter({
-      name: side === "server" ? "grpc_server_msg_sent_total" : "grpc_client_msg_received_total",
-      help:
-        side === "server"
-          ? "Total number of gRPC stream messages sent by the server."
-          : "Total number of RPC stream messages received by the client.",
-      labelNames: methodLabels,
-      registers: [metricsRegistry],
-    }),
+    streamMessages: new CounterFamily(
+      metricsRegistry,
+      side === "server" ? "grpc_server_msg_sent_total" : "grpc_client_msg_received_total",
+      side === "server"
+        ? "Total number of gRPC stream messages sent by the server."
+        : "Total number of RPC stream messages received by the client.",
+    ),
   };
 }
+
+type SideMetrics = ReturnType<typeof sideMetrics>;
 
 const server = sideMetrics("server");
 const client = sideMetrics("client");
 
-const serverInFlight = new Gauge({
-  name: "rpc_kit_server_in_flight_calls",
-  help: "Calls being served right now.",
-  labelNames: ["grpc_service"],
-  registers: [metricsRegistry],
-});
-const clientInFlight = new Gauge({
-  name: "rpc_kit_client_in_flight_calls",
-  help: "Outbound calls in flight right now, per upstream target.",
-  labelNames: ["target"],
-  registers: [metricsRegistry],
-});
+const serverInFlight = new GaugeFamily(
+  metricsRegistry,
+  "rpc_kit_server_in_flight_calls",
+  "Calls being served right now.",
+);
+const clientInFlight = new GaugeFamily(
+  metricsRegistry,
+  "rpc_kit_client_in_flight_calls",
+  "Outbound calls in flight right now, per upstream target.",
+);
+
+/** The series of one method on one side (and, for clients, one target), bound once. */
+interface MethodSeries {
+  readonly started: CounterSeries;
+  readonly handled: (CounterSeries | undefined)[];
+  readonly handledFamily: CounterFamily;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly seconds: HistogramSeries;
+  readonly streamMessages: CounterSeries;
+  readonly inFlight: CounterSeries;
+}
+
+function bindMethod(side: SideMetrics, method: DescMethod, inFlight: CounterSeries): MethodSeries {
+  const labels = { grpc_type: grpcType(method), grpc_service: method.parent.typeName, grpc_method: method.name };
+  return {
+    started: side.started.bind(labels),
+    handled: [],
+    handledFamily: side.handled,
+    labels,
+    seconds: side.seconds.bind(labels),
+    streamMessages: side.streamMessages.bind(labels),
+    inFlight,
+  };
+}
+
+function handledSeries(m: MethodSeries, code: Code | 0): CounterSeries {
+  let series = m.handled[code];
+  if (series === undefined) {
+    series = m.handledFamily.bind({ ...m.labels, grpc_code: grpcCodeLabel(code) });
+    m.handled[code] = series;
+  }
+  return series;
+}
 
 const retries = new Counter({
   name: "rpc_kit_client_retries_total",
@@ -153,36 +184,17 @@ function grpcType(method: DescMethod): string {
   }
 }
 
-/** Label values of a method, built once per method and side. */
-const labelCache = new WeakMap<DescMethod, Record<(typeof methodLabels)[number], string>>();
-function labelsOf(method: DescMethod) {
-  let labels = labelCache.get(method);
-  if (labels === undefined) {
-    labels = { grpc_type: grpcType(method), grpc_service: method.parent.typeName, grpc_method: method.name };
-    labelCache.set(method, labels);
-  }
-  return labels;
-}
-
-type SideMetrics = ReturnType<typeof sideMetrics>;
-
-/** The interceptor of one side; `inFlight` returns the gauge labels of a call. */
-function measure(
-  side: SideMetrics,
-  inFlight: Gauge,
-  inFlightLabels: (service: string) => Record<string, string>,
-): Interceptor {
+/** The interceptor of one side; `seriesOf` binds a method's series once. */
+function measure(seriesOf: (method: DescMethod, service: string) => MethodSeries): Interceptor {
   return (next) => async (req) => {
-    const labels = labelsOf(req.method);
-    const gaugeLabels = inFlightLabels(req.service.typeName);
-    side.started.inc(labels);
-    inFlight.inc(gaugeLabels);
+    const m = seriesOf(req.method, req.service.typeName);
+    m.started.value++;
+    m.inFlight.value++;
     const start = performance.now();
     const done = (err: unknown) => {
-      inFlight.dec(gaugeLabels);
-      const code = err === undefined ? 0 : ConnectError.from(err).code;
-      side.handled.inc({ ...labels, grpc_code: grpcCodeLabel(code) });
-      side.seconds.observe(labels, (performance.now() - start) / 1000);
+      m.inFlight.value--;
+      handledSeries(m, err === undefined ? 0 : ConnectError.from(err).code).value++;
+      m.seconds.observe((performance.now() - start) / 1000);
     };
     let res: Awaited<ReturnType<typeof next>>;
     try {
@@ -195,20 +207,19 @@ function measure(
       done(undefined);
       return res;
     }
-    return { ...res, message: countStream(res.message, side, labels, done) } as StreamResponse;
+    return { ...res, message: countStream(res.message, m.streamMessages, done) } as StreamResponse;
   };
 }
 
 async function* countStream<T>(
   messages: AsyncIterable<T>,
-  side: SideMetrics,
-  labels: Record<string, string>,
+  counter: CounterSeries,
   done: (err: unknown) => void,
 ): AsyncGenerator<T> {
   let finished = false;
   try {
     for await (const m of messages) {
-      side.streamMessages.inc(labels);
+      counter.value++;
       yield m;
     }
     finished = true;
@@ -224,19 +235,27 @@ async function* countStream<T>(
 
 /** Server interceptor: grpc_server_* and the in-flight gauge. */
 export function serverMetricsInterceptor(): Interceptor {
-  const labels = new Map<string, Record<string, string>>();
-  return measure(server, serverInFlight, (service) => {
-    let l = labels.get(service);
-    if (l === undefined) {
-      l = { grpc_service: service };
-      labels.set(service, l);
+  const bound = new WeakMap<DescMethod, MethodSeries>();
+  return measure((method, service) => {
+    let m = bound.get(method);
+    if (m === undefined) {
+      m = bindMethod(server, method, serverInFlight.bind({ grpc_service: service }));
+      bound.set(method, m);
     }
-    return l;
+    return m;
   });
 }
 
 /** Client interceptor for one upstream target: grpc_client_* and the in-flight gauge. */
 export function clientMetricsInterceptor(target: string): Interceptor {
-  const labels = { target };
-  return measure(client, clientInFlight, () => labels);
+  const inFlight = clientInFlight.bind({ target });
+  const bound = new WeakMap<DescMethod, MethodSeries>();
+  return measure((method) => {
+    let m = bound.get(method);
+    if (m === undefined) {
+      m = bindMethod(client, method, inFlight);
+      bound.set(method, m);
+    }
+    return m;
+  });
 }

@@ -74,10 +74,13 @@ function viewOfValue(field: DescField, value: unknown): unknown {
   return value;
 }
 
+/** Keys whose values are credentials, censored wherever a handler logs them (two levels deep). */
+const CREDENTIAL_KEYS = new Set(["authorization", "cookie", "set-cookie", "password", "token", "secret"]);
+
 /**
  * A log-safe version of any value: protobuf messages (found by `$typeName`,
  * at the top or one level down in plain objects and arrays) become redacted
- * views; everything else is returned as is.
+ * views, credential-named keys are censored; everything else is returned as is.
  */
 export function redactForLog(value: unknown, depth = 0): unknown {
   if (value === null || typeof value !== "object") return value;
@@ -93,7 +96,10 @@ export function redactForLog(value: unknown, depth = 0): unknown {
   if (Object.getPrototypeOf(value) !== Object.prototype) return value;
   let copy: Record<string, unknown> | undefined;
   for (const [k, v] of Object.entries(value)) {
-    if (v !== null && typeof v === "object") {
+    if (CREDENTIAL_KEYS.has(k.toLowerCase())) {
+      copy ??= { ...(value as Record<string, unknown>) };
+      copy[k] = REDACTED;
+    } else if (v !== null && typeof v === "object") {
       const safe = redactForLog(v, depth + 1);
       if (safe !== v) {
         copy ??= { ...(value as Record<string, unknown>) };

@@ -1,0 +1,190 @@
+/**
+ * The configurations compared: each is three processes on loopback, A → B → C,
+ * and the request h2load sends to A.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, openSync, readFileSync } from "node:fs";
+import * as net from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { toBinary } from "@bufbuild/protobuf";
+import { GetProfileRequestSchema } from "@demo/proto/demo/gateway/v1/gateway_pb";
+import type { LoadRequest } from "./h2load.ts";
+
+export const root = fileURLToPath(new URL("../../", import.meta.url));
+const ROLES = ["users", "profiles", "gateway"] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Config {
+  readonly name: string;
+  readonly description: string;
+  /** Protocol of the request into the gateway. */
+  readonly protocol: "grpc" | "connect";
+  /** Command and env of one role listening on `port`, given the port of its upstream (if any). */
+  command(role: Role, port: number, upstreamPort: number | undefined): { args: string[]; env: Record<string, string> };
+  /** Requests per measurement, instead of a duration (for configurations that leak per call). */
+  readonly maxRequests?: number;
+}
+
+const GETPROFILE = toBinary(GetProfileRequestSchema, { $typeName: "demo.gateway.v1.GetProfileRequest", userId: "u-1" });
+
+export function requestFor(config: Config, port: number): LoadRequest {
+  const url = `http://127.0.0.1:${port}/demo.gateway.v1.GatewayService/GetProfile`;
+  if (config.protocol === "connect") {
+    return { url, headers: ["content-type: application/proto", "connect-protocol-version: 1"], body: GETPROFILE };
+  }
+  const envelope = new Uint8Array(5 + GETPROFILE.length);
+  new DataView(envelope.buffer).setUint32(1, GETPROFILE.length);
+  envelope.set(GETPROFILE, 5);
+  return { url, headers: ["content-type: application/grpc", "te: trailers"], body: envelope };
+}
+
+const bare =
+  (file: string, env: Record<string, string>) => (role: Role, port: number, upstream: number | undefined) => ({
+    args: [join(root, "bench/src/bare", file)],
+    env: {
+      ROLE: role,
+      PORT: String(port),
+      ...env,
+      ...(upstream !== undefined && {
+        UPSTREAM: file.startsWith("grpc-js") ? `127.0.0.1:${upstream}` : `http://127.0.0.1:${upstream}`,
+      }),
+    },
+  });
+
+const kit = (env: Record<string, string>) => (role: Role, port: number, upstream: number | undefined) => ({
+  args: ["--enable-source-maps", join(root, "apps", role, "dist/main.js")],
+  env: {
+    PORT: String(port),
+    ADMIN_PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_FORMAT: "json",
+    SHUTDOWN_DRAIN_DELAY_MS: "0",
+    ...env,
+    ...(role === "profiles" && { USERS_ADDR: `localhost:${upstream}` }),
+    ...(role === "gateway" && { PROFILES_ADDR: `localhost:${upstream}` }),
+  },
+});
+
+export const CONFIGS: readonly Config[] = [
+  {
+    name: "grpc-js",
+    description: "bare @grpc/grpc-js chain",
+    protocol: "grpc",
+    command: bare("grpc-js-chain.ts", {}),
+  },
+  {
+    name: "connect-grpc",
+    description: "bare @connectrpc/connect-node chain, gRPC protocol",
+    protocol: "grpc",
+    command: bare("connect-chain.ts", { PROTOCOL: "grpc" }),
+  },
+  {
+    name: "connect-connect",
+    description: "bare @connectrpc/connect-node chain, Connect protocol (binary)",
+    protocol: "connect",
+    command: bare("connect-chain.ts", { PROTOCOL: "connect" }),
+  },
+  {
+    name: "rpc-kit",
+    description: "the apps on rpc-kit, full instrumentation (spans at 100%, metrics, info logs to a file)",
+    protocol: "grpc",
+    command: kit({ LOG_LEVEL: "info", OTEL_TRACES_SAMPLER: "always_on" }),
+  },
+  {
+    name: "rpc-kit-lean",
+    description: "the apps on rpc-kit, tracing off and logs at warn (metrics on)",
+    protocol: "grpc",
+    command: kit({ LOG_LEVEL: "warn", OTEL_SDK_DISABLED: "true" }),
+  },
+  {
+    name: "per-request-client",
+    description: "anti-pattern: the bare connect-node gRPC chain with a new transport per call",
+    protocol: "grpc",
+    command: bare("connect-chain.ts", { PROTOCOL: "grpc", PER_REQUEST_CLIENT: "1" }),
+    maxRequests: 3_000,
+  },
+];
+
+export interface RunningConfig {
+  readonly pids: Record<Role, number>;
+  readonly gatewayPort: number;
+  stop(): Promise<void>;
+}
+
+/** Starts users, profiles and gateway of a configuration; their output goes to files in `logDir`. */
+export async function startConfig(config: Config, logDir: string, cpuProfileDir?: string): Promise<RunningConfig> {
+  mkdirSync(logDir, { recursive: true });
+  const children: ChildProcess[] = [];
+  const pids = {} as Record<Role, number>;
+  let upstream: number | undefined;
+  try {
+    for (const role of ROLES) {
+      const port = await freePort();
+      const { args, env } = config.command(role, port, upstream);
+      const logPath = join(logDir, `${config.name}-${role}.log`);
+      const out = openSync(logPath, "w");
+      const profile = cpuProfileDir
+        ? ["--cpu-prof", `--cpu-prof-dir=${join(cpuProfileDir, `${config.name}-${role}`)}`]
+        : [];
+      const child = spawn(process.execPath, [...profile, ...args], {
+        env: { PATH: process.env.PATH ?? "", ...env },
+        stdio: ["ignore", out, out],
+      });
+      children.push(child);
+      pids[role] = child.pid ?? -1;
+      await listening(port, logPath, role, child);
+      upstream = port;
+    }
+  } catch (err) {
+    for (const c of children) c.kill("SIGKILL");
+    throw err;
+  }
+  return {
+    pids,
+    gatewayPort: upstream ?? 0,
+    async stop() {
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null || c.signalCode !== null) return resolve();
+              const timer = setTimeout(() => c.kill("SIGKILL"), 5_000);
+              c.once("exit", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              c.kill("SIGTERM");
+            }),
+        ),
+      );
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** Waits until `port` accepts connections (each service starts serving as soon as it binds). */
+async function listening(port: number, logPath: string, role: Role, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return;
+    if (child.exitCode !== null) throw new Error(`${role} exited: ${readFileSync(logPath, "utf8")}`);
+    if (Date.now() > deadline) throw new Error(`${role} did not listen on ${port} in 15 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

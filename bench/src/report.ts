@@ -1,0 +1,221 @@
+/** Medians, targets, bench/RESULTS.md and bench/results.svg. */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Config, type Role, root } from "./configs.ts";
+import type { LoadResult } from "./h2load.ts";
+
+export interface Sample extends LoadResult {
+  readonly config: string;
+  readonly concurrency: number;
+  readonly cpuPerRequest: Record<Role, number>;
+  readonly peakRss: Record<Role, number>;
+  readonly fdsBefore: Record<Role, number>;
+  readonly fdsAfter: Record<Role, number>;
+}
+
+export interface Soak {
+  readonly calls: number;
+  readonly start: Record<Role, { fds: number; rssMb: number }>;
+  readonly end: Record<Role, { fds: number; rssMb: number }>;
+  readonly curve: ({ at: number } & Record<Role, { fds: number; rssMb: number }>)[];
+  readonly peakRssMb: Record<Role, number>;
+}
+
+const ROLES: Role[] = ["gateway", "profiles", "users"];
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+interface Row {
+  config: string;
+  concurrency: number;
+  n: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpu: Record<Role, number>;
+  rssMb: Record<Role, number>;
+  fds: Record<Role, [number, number]>;
+}
+
+function rows(samples: readonly Sample[]): Row[] {
+  const groups = new Map<string, Sample[]>();
+  for (const s of samples) {
+    const key = `${s.config}\t${s.concurrency}`;
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  return [...groups.values()].map((group) => {
+    const first = group[0] as Sample;
+    const per = (f: (s: Sample) => Record<Role, number>) =>
+      Object.fromEntries(ROLES.map((r) => [r, median(group.map((s) => f(s)[r]))])) as Record<Role, number>;
+    const rss = per((s) => s.peakRss);
+    return {
+      config: first.config,
+      concurrency: first.concurrency,
+      n: group.length,
+      rps: median(group.map((s) => s.rps)),
+      p50Ms: median(group.map((s) => s.p50Ms)),
+      p99Ms: median(group.map((s) => s.p99Ms)),
+      cpu: per((s) => s.cpuPerRequest),
+      rssMb: Object.fromEntries(ROLES.map((r) => [r, rss[r] / 1_048_576])) as Record<Role, number>,
+      fds: Object.fromEntries(
+        ROLES.map((r) => [r, [median(group.map((s) => s.fdsBefore[r])), median(group.map((s) => s.fdsAfter[r]))]]),
+      ) as Record<Role, [number, number]>,
+    };
+  });
+}
+
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
+
+function targets(all: Row[], soak: Soak | undefined, concurrency: number): string[] {
+  const at = (config: string) => all.find((r) => r.config === config && r.concurrency === concurrency);
+  const kit = at("rpc-kit");
+  const grpc = at("grpc-js");
+  const connect = at("connect-grpc");
+  const lines: string[] = [];
+  const verdict = (ok: boolean) => (ok ? "met" : "**missed**");
+  if (kit && grpc) {
+    for (const role of ["profiles", "users"] as const) {
+      const ratio = kit.cpu[role] / grpc.cpu[role];
+      lines.push(
+        `| ${role}: CPU-µs/request, rpc-kit (full) ÷ bare grpc-js, c=${concurrency} | ≤ 1.3× | ${fmt(kit.cpu[role])} ÷ ${fmt(grpc.cpu[role])} = ${fmt(ratio, 2)}× | ${verdict(ratio <= 1.3)} |`,
+      );
+    }
+    const ratio = kit.rps / grpc.rps;
+    lines.push(
+      `| end to end req/s, rpc-kit ÷ bare grpc-js, c=${concurrency} | ≥ 0.6× | ${fmt(kit.rps)} ÷ ${fmt(grpc.rps)} = ${fmt(ratio, 2)}× | ${verdict(ratio >= 0.6)} |`,
+    );
+  }
+  if (kit && connect) {
+    const ratio = kit.rps / connect.rps;
+    lines.push(
+      `| end to end req/s, rpc-kit ÷ bare connect-node (gRPC), c=${concurrency} | ≥ 2× | ${fmt(kit.rps)} ÷ ${fmt(connect.rps)} = ${fmt(ratio, 2)}× | ${verdict(ratio >= 2)} |`,
+    );
+  }
+  if (soak) {
+    for (const role of ROLES) {
+      const drift = soak.end[role].fds - soak.start[role].fds;
+      lines.push(
+        `| ${role}: open fds across ${soak.calls.toLocaleString("en")} calls | flat ±5 | ${soak.start[role].fds} → ${soak.end[role].fds} | ${verdict(Math.abs(drift) <= 5)} |`,
+      );
+    }
+    for (const role of ROLES) {
+      lines.push(
+        `| ${role}: peak RSS under load | < 150 MB | ${fmt(soak.peakRssMb[role])} MB | ${verdict(soak.peakRssMb[role] < 150)} |`,
+      );
+    }
+  }
+  return lines;
+}
+
+function svg(all: Row[], configs: readonly Config[], concurrency: number): string {
+  const data = configs
+    .map((c) => all.find((r) => r.config === c.name && r.concurrency === concurrency))
+    .filter((r): r is Row => r !== undefined);
+  const width = 760;
+  const barH = 22;
+  const top = 40;
+  const label = 170;
+  const half = (width - label - 40) / 2;
+  const maxRps = Math.max(...data.map((d) => d.rps), 1);
+  const maxP99 = Math.max(...data.map((d) => d.p99Ms), 1);
+  const height = top + data.length * (barH + 8) + 20;
+  const bars = data
+    .map((d, i) => {
+      const y = top + i * (barH + 8);
+      const w1 = (d.rps / maxRps) * (half - 60);
+      const w2 = (d.p99Ms / maxP99) * (half - 60);
+      const x2 = label + half + 20;
+      const fill = d.config.startsWith("rpc-kit")
+        ? "#2563eb"
+        : d.config === "per-request-client"
+          ? "#dc2626"
+          : "#6b7280";
+      return [
+        `<text x="${label - 8}" y="${y + 15}" text-anchor="end">${d.config}</text>`,
+        `<rect x="${label}" y="${y}" width="${w1.toFixed(1)}" height="${barH}" fill="${fill}"/>`,
+        `<text x="${(label + w1 + 4).toFixed(1)}" y="${y + 15}">${fmt(d.rps)}</text>`,
+        `<rect x="${x2}" y="${y}" width="${w2.toFixed(1)}" height="${barH}" fill="${fill}" opacity="0.6"/>`,
+        `<text x="${(x2 + w2 + 4).toFixed(1)}" y="${y + 15}">${fmt(d.p99Ms, 1)} ms</text>`,
+      ].join("");
+    })
+    .join("\n");
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="${label}" y="20" font-weight="bold">requests/s (c=${concurrency}, median)</text>
+<text x="${label + half + 20}" y="20" font-weight="bold">p99 latency (c=${concurrency})</text>
+${bars}
+</svg>
+`;
+}
+
+export function writeReport(input: {
+  samples: readonly Sample[];
+  soak: Soak | undefined;
+  machine: string;
+  reps: number;
+  seconds: number;
+  concurrencies: readonly number[];
+  configs: readonly Config[];
+  write: boolean;
+}): string {
+  const all = rows(input.samples);
+  const order = (r: Row) => input.configs.findIndex((c) => c.name === r.config) * 1000 + r.concurrency;
+  all.sort((a, b) => order(a) - order(b));
+  const high = Math.max(...input.concurrencies);
+  const table = [
+    "| configuration | c | req/s | p50 ms | p99 ms | CPU-µs/req gateway | profiles | users | peak RSS MB g / p / u | fds g / p / u (before → after) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ...all.map(
+      (r) =>
+        `| ${r.config} | ${r.concurrency} | ${fmt(r.rps)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.cpu.gateway)} | ${fmt(r.cpu.profiles)} | ${fmt(r.cpu.users)} | ${ROLES.map((x) => fmt(r.rssMb[x])).join(" / ")} | ${ROLES.map((x) => `${r.fds[x][0]}→${r.fds[x][1]}`).join(" / ")} |`,
+    ),
+  ];
+  const goals = targets(all, input.soak, high);
+  const md = `# Benchmark results
+
+Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${input.machine}.
+
+Each configuration is three processes on loopback (gateway → profiles → users). h2load sends
+\`GatewayService/GetProfile\` to the gateway over one HTTP/2 connection with *c* streams in
+flight (Connect binary for \`connect-connect\`, gRPC otherwise) for ${input.seconds} s per row,
+after a warm-up at c=64; ${input.reps} interleaved repetitions, medians shown. CPU-µs/req is
+user + system time of each service process per request, from /proc. The load is driven by
+h2load (single-threaded, cheap in CPU), not pinned; the two cores are shared by h2load and
+the three services.
+
+${input.configs.map((c) => `- \`${c.name}\`: ${c.description}${c.maxRequests ? ` (${c.maxRequests.toLocaleString("en")} requests per row)` : ""}`).join("\n")}
+
+${table.join("\n")}
+
+![requests/s and p99 per configuration](results.svg)
+
+## Targets
+
+| target | wanted | measured | |
+| --- | --- | --- | --- |
+${goals.join("\n")}
+${
+  input.soak
+    ? `
+## Soak
+
+${input.soak.calls.toLocaleString("en")} calls through the rpc-kit chain at c=64. Open fds and RSS per process, sampled every second:
+
+| | ${ROLES.join(" | ")} |
+| --- | ${ROLES.map(() => "---").join(" | ")} |
+| start | ${ROLES.map((r) => `${input.soak?.start[r].fds} fds, ${fmt(input.soak?.start[r].rssMb ?? 0)} MB`).join(" | ")} |
+| end | ${ROLES.map((r) => `${input.soak?.end[r].fds} fds, ${fmt(input.soak?.end[r].rssMb ?? 0)} MB`).join(" | ")} |
+| max over the run | ${ROLES.map((r) => `${Math.max(...(input.soak?.curve ?? []).map((c) => c[r].fds), 0)} fds, ${fmt(Math.max(...(input.soak?.curve ?? []).map((c) => c[r].rssMb), 0))} MB`).join(" | ")} |
+`
+    : ""
+}`;
+  if (input.write) {
+    writeFileSync(join(root, "bench/RESULTS.md"), md);
+    writeFileSync(join(root, "bench/results.svg"), svg(all, input.configs, high));
+  }
+  return md;
+}

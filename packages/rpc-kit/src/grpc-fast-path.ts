@@ -1,0 +1,251 @@
+import { once } from "node:events";
+import type * as http2 from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { CallContext } from "./call-context.ts";
+import { LazyHeaders } from "./grpc-metadata.ts";
+import { connectErrorToGrpcStatus } from "./grpc-status.ts";
+import {
+  type ServerStreamingInvoker,
+  serverStreamingInvoker,
+  type UnaryInvoker,
+  unaryInvoker,
+} from "./method-invoker.ts";
+import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
+
+/**
+ * The edge's gRPC path: plain gRPC calls to unary and server-streaming
+ * methods, served straight on Node's http2 stream, with the same interceptors
+ * and handlers as every other path.
+ *
+ * connect-node serves gRPC at 5–10× grpc-js's CPU per call (DESIGN), and at
+ * the gateway that cost is paid on every request that arrives over gRPC. This
+ * path does what grpc-js's server does (envelope, status trailers, deadline,
+ * cancellation) and nothing else. Everything it does not accept (Connect,
+ * gRPC-Web, compressed requests, client streams) goes to connect-node.
+ */
+
+export interface GrpcFastPathOptions {
+  readonly interceptors: readonly Interceptor[];
+  readonly shutdownSignal: AbortSignal;
+  /** Largest request message accepted, in bytes. */
+  readonly readMaxBytes: number;
+}
+
+export interface GrpcFastPath {
+  /** True when this path serves a stream with these headers. */
+  accepts(headers: http2.IncomingHttpHeaders): boolean;
+  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+}
+
+type Route =
+  | { kind: "unary"; invoke: UnaryInvoker; method: CallContext["method"] }
+  | { kind: "server_streaming"; invoke: ServerStreamingInvoker; method: CallContext["method"] };
+
+const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
+
+/** `grpc-timeout` (e.g. `250m`) as an absolute deadline; undefined when absent; throws when malformed. */
+export function parseGrpcTimeout(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (m === null) throw new ConnectError(`invalid grpc-timeout "${value}"`, Code.InvalidArgument);
+  return now + Number(m[1]) * (TIMEOUT_UNITS_MS[m[2] as string] ?? 0);
+}
+
+/** grpc-message is percent-encoded: everything outside printable ASCII, and "%". */
+export function encodeGrpcMessage(message: string): string {
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+function isGrpcContentType(value: string | undefined): boolean {
+  if (value === undefined || !value.startsWith("application/grpc")) return false;
+  const rest = value.slice("application/grpc".length);
+  return rest === "" || rest === "+proto" || rest.startsWith(";") || rest.startsWith("+proto;");
+}
+
+function envelope(bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + bytes.byteLength);
+  out[0] = 0;
+  out.writeUInt32BE(bytes.byteLength, 1);
+  out.set(bytes, 5);
+  return out;
+}
+
+/** Headers of the handler as an http2 header object (`-bin` values are base64 already). */
+function toHttp2(headers: Headers | undefined, into: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
+  headers?.forEach((value, key) => {
+    into[key] = value;
+  });
+  return into;
+}
+
+function requestHeaders(headers: http2.IncomingHttpHeaders): Headers {
+  return new LazyHeaders(
+    (key) => {
+      const value = headers[key];
+      return value === undefined ? null : Array.isArray(value) ? value.join(", ") : String(value);
+    },
+    () => {
+      const out = new Headers();
+      for (const [key, value] of Object.entries(headers)) {
+        if (key.startsWith(":") || value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) out.append(key, String(v));
+      }
+      return out;
+    },
+  );
+}
+
+export function createGrpcFastPath(
+  registrations: readonly ServiceRegistration[],
+  options: GrpcFastPathOptions,
+): GrpcFastPath {
+  const routes = new Map<string, Route>();
+  for (const registration of registrations) {
+    for (const spec of scopedMethodSpecs(registration)) {
+      const path = `/${registration.service.typeName}/${spec.method.name}`;
+      if (spec.kind === "unary") {
+        routes.set(path, { kind: "unary", invoke: unaryInvoker(spec, options.interceptors), method: spec.method });
+      } else if (spec.kind === "server_streaming") {
+        routes.set(path, {
+          kind: "server_streaming",
+          invoke: serverStreamingInvoker(spec, options.interceptors),
+          method: spec.method,
+        });
+      }
+    }
+  }
+
+  return {
+    accepts(headers) {
+      const encoding = headers["grpc-encoding"];
+      return (
+        headers[":method"] === "POST" &&
+        isGrpcContentType(headers["content-type"]) &&
+        (encoding === undefined || encoding === "identity") &&
+        routes.has(headers[":path"] ?? "")
+      );
+    },
+
+    handle(stream, headers) {
+      const route = routes.get(headers[":path"] ?? "") as Route;
+      let headersSent = false;
+      /** Ends the call with `err`: trailers-only before any message, trailers after. */
+      const fail = (err: unknown) => {
+        if (stream.destroyed || stream.closed) return;
+        const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
+        const trailers = toHttp2(ctx?.setResponseTrailers, {
+          "grpc-status": String(status.code),
+          "grpc-message": encodeGrpcMessage(status.details),
+          ...status.metadata.toHttp2Headers(),
+        });
+        if (headersSent) {
+          pendingTrailers = trailers;
+          stream.end();
+        } else {
+          headersSent = true;
+          stream.respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, { endStream: true });
+        }
+      };
+      let pendingTrailers: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
+      const sendHeaders = () => {
+        headersSent = true;
+        stream.respond(toHttp2(ctx?.setResponseHeaders, { ":status": 200, "content-type": "application/grpc" }), {
+          waitForTrailers: true,
+        });
+        stream.once("wantTrailers", () => stream.sendTrailers(pendingTrailers));
+      };
+
+      let ctx: CallContext | undefined;
+      try {
+        ctx = new CallContext(
+          {
+            service: route.method.parent,
+            method: route.method,
+            protocolName: "grpc",
+            deadline: parseGrpcTimeout(headers["grpc-timeout"] as string | undefined, Date.now()),
+            requestHeaders: () => requestHeaders(headers),
+            detach: () => stream.off("close", onClose),
+          },
+          options.shutdownSignal,
+        );
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      const call = ctx;
+      // Closed before we finished: the caller cancelled, or the connection went away.
+      const onClose = () => call.cancel();
+      stream.once("close", onClose);
+
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > options.readMaxBytes + 5) {
+          stream.removeAllListeners("data");
+          fail(new ConnectError(`request larger than ${options.readMaxBytes} bytes`, Code.ResourceExhausted));
+          call.abort();
+          return;
+        }
+        chunks.push(chunk);
+      });
+      stream.once("end", () => {
+        if (headersSent) return;
+        void (async () => {
+          try {
+            const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+            if (body.length < 5)
+              throw new ConnectError("protocol error: missing request message", Code.InvalidArgument);
+            if (((body[0] as number) & 1) === 1) {
+              throw new ConnectError("protocol error: compressed message without grpc-encoding", Code.Internal);
+            }
+            if (body.readUInt32BE(1) !== body.length - 5) {
+              throw new ConnectError("protocol error: expected exactly one request message", Code.InvalidArgument);
+            }
+            let message: unknown;
+            try {
+              message = fromBinary(route.method.input, body.subarray(5));
+            } catch (err) {
+              throw new ConnectError(`cannot decode the request: ${(err as Error).message}`, Code.InvalidArgument);
+            }
+            if (route.kind === "unary") {
+              const res = await route.invoke(call, message);
+              // A handler that ignored its signal answered too late: the deadline decides.
+              if (call.signal.aborted) throw call.signal.reason;
+              if (stream.destroyed) return;
+              const bytes = envelope(toBinary(route.method.output, res.message));
+              pendingTrailers = toHttp2(call.setResponseTrailers, { "grpc-status": "0" });
+              sendHeaders();
+              stream.end(bytes);
+              return;
+            }
+            const res = await route.invoke(call, message);
+            for await (const m of res.message) {
+              if (call.signal.aborted) break;
+              if (!headersSent) sendHeaders();
+              if (!stream.write(envelope(toBinary(route.method.output, m as never)))) {
+                await once(stream, "drain", { signal: call.signal });
+              }
+            }
+            if (call.signal.aborted) throw call.signal.reason;
+            if (!headersSent) sendHeaders();
+            pendingTrailers = toHttp2(call.setResponseTrailers, { "grpc-status": "0" });
+            stream.end();
+          } catch (err) {
+            fail(err);
+          } finally {
+            call.abort();
+          }
+        })();
+      });
+    },
+  };
+}
