@@ -144,6 +144,7 @@ function svg(all: Row[], configs: readonly Config[], concurrency: number): strin
     })
     .join("\n");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">
+<title>Requests per second and p99 latency per configuration at concurrency ${concurrency}</title>
 <rect width="100%" height="100%" fill="white"/>
 <text x="${label}" y="20" font-weight="bold">requests/s (c=${concurrency}, median)</text>
 <text x="${label + half + 20}" y="20" font-weight="bold">p99 latency (c=${concurrency})</text>

@@ -96,8 +96,10 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
       [chain.profiles, "GetProfile"],
       [chain.gateway, "GetProfile"],
     ] as const) {
-      const line = service.lines.find((l) => l.rpc_method === method && l.trace_id === traceId);
-      assert.ok(line, `${service.name} logged the call with trace_id ${traceId}`);
+      // Log lines are buffered for up to 100 ms, so they may arrive after the spans.
+      const line = await until(`${service.name} to log the call with trace_id ${traceId}`, () =>
+        service.lines.find((l) => l.rpc_method === method && l.trace_id === traceId),
+      );
       const serverSpan = spans.find((s) => s.service === service.name && s.kind === SERVER);
       assert.equal(line.span_id, serverSpan?.spanId, `${service.name} logs the server span's id`);
     }
@@ -159,7 +161,15 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
         : undefined,
     );
     for (const span of receiver.spans) assert.ok(!span.raw.includes("private.person"), `span ${span.name}`);
-    for (const service of [chain.users, chain.profiles, chain.gateway]) {
+    for (const [service, method] of [
+      [chain.users, "CreateUser"],
+      [chain.profiles, "CreateProfile"],
+      [chain.gateway, "CreateUser"],
+    ] as const) {
+      // Wait for the buffered per-RPC lines, so the check below reads what was really logged.
+      await until(`${service.name}'s ${method} lines`, () =>
+        service.lines.filter((l) => l.rpc_method === method).length >= 3 ? true : undefined,
+      );
       assert.ok(!service.output().includes("private.person"), `${service.name}'s log`);
     }
   });
