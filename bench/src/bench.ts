@@ -18,9 +18,9 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
+import { cpuMicros, openFds, peakRssBytes, rssBytes } from "@demo/rpc-kit/testing";
 import { CONFIGS, type Config, type Role, requestFor, startConfig } from "./configs.ts";
 import { runH2load } from "./h2load.ts";
-import { cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
 import { type Sample, type Soak, writeReport } from "./report.ts";
 
 const ROLES: Role[] = ["gateway", "profiles", "users"];

@@ -15,6 +15,17 @@ export const root = fileURLToPath(new URL("../../", import.meta.url));
 const ROLES = ["users", "profiles", "gateway"] as const;
 export type Role = (typeof ROLES)[number];
 
+/**
+ * The V8 heap caps the services' image runs with (the Dockerfile's NODE_OPTIONS).
+ * Every configuration, bare ones included, runs with them: the CPU and RSS
+ * figures then compare stacks under the same runtime, as deployed.
+ */
+export const NODE_OPTIONS = (() => {
+  const options = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(root, "Dockerfile"), "utf8"))?.[1];
+  if (options === undefined) throw new Error("the Dockerfile sets no NODE_OPTIONS");
+  return options;
+})();
+
 export interface Config {
   readonly name: string;
   readonly description: string;
@@ -128,7 +139,7 @@ export async function startConfig(config: Config, logDir: string, cpuProfileDir?
         ? ["--cpu-prof", `--cpu-prof-dir=${join(cpuProfileDir, `${config.name}-${role}`)}`]
         : [];
       const child = spawn(process.execPath, [...profile, ...args], {
-        env: { PATH: process.env.PATH ?? "", ...env },
+        env: { PATH: process.env.PATH ?? "", NODE_OPTIONS, ...env },
         stdio: ["ignore", out, out],
       });
       children.push(child);

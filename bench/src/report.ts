@@ -1,7 +1,7 @@
 /** Medians, targets, bench/RESULTS.md and bench/results.svg. */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Config, type Role, root } from "./configs.ts";
+import { type Config, NODE_OPTIONS, type Role, root } from "./configs.ts";
 import type { LoadResult } from "./h2load.ts";
 
 export interface Sample extends LoadResult {
@@ -186,7 +186,8 @@ flight (Connect binary for \`connect-connect\`, gRPC otherwise) for ${input.seco
 after a warm-up at c=64; ${input.reps} interleaved repetitions, medians shown. CPU-µs/req is
 user + system time of each service process per request, from /proc. The load is driven by
 h2load (single-threaded, cheap in CPU), not pinned; the two cores are shared by h2load and
-the three services.
+the three services. Every service process runs with the image's
+\`NODE_OPTIONS="${NODE_OPTIONS}"\` (see the Dockerfile).
 
 ${input.configs.map((c) => `- \`${c.name}\`: ${c.description}${c.maxRequests ? ` (${c.maxRequests.toLocaleString("en")} requests per row)` : ""}`).join("\n")}
 

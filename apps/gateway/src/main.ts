@@ -1,10 +1,12 @@
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import {
+  authSettings,
   clientOptionsFrom,
   clientSettings,
   createClient,
   loadConfigOrExit,
+  rateLimitSettings,
   serve,
   serverSettings,
   service,
@@ -18,6 +20,8 @@ const config = loadConfigOrExit("gateway", {
   ...telemetrySettings(),
   ...clientSettings(),
   ...serverSettings({ port: 8080, adminPort: 9080 }),
+  ...authSettings(),
+  ...rateLimitSettings(),
   profilesAddr: setting.target("PROFILES_ADDR", "localhost:50052", "address of the profiles service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 3_000, "default deadline of calls to profiles", { min: 1 }),
 });
@@ -33,5 +37,7 @@ await serve({
   name: "gateway",
   engine: "connect",
   settings: config,
+  auth: config,
+  rateLimit: config,
   services: [service(GatewayService, createGatewayService({ profiles }))],
 });

@@ -1,6 +1,7 @@
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import {
+  authSettings,
   clientOptionsFrom,
   clientSettings,
   createClient,
@@ -18,6 +19,7 @@ const config = loadConfigOrExit("profiles", {
   ...telemetrySettings(),
   ...clientSettings(),
   ...serverSettings({ port: 50052, adminPort: 9052 }),
+  ...authSettings(),
   usersAddr: setting.target("USERS_ADDR", "localhost:50051", "address of the users service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 2_000, "default deadline of calls to users", { min: 1 }),
 });
@@ -32,5 +34,6 @@ const users = createClient(UserService, config.usersAddr, {
 await serve({
   name: "profiles",
   settings: config,
+  auth: config,
   services: [service(ProfileService, createProfileService({ users }))],
 });

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { invalidArgument, requestLogger } from "@demo/rpc-kit";
+import { callerIdentity, invalidArgument, requestLogger } from "@demo/rpc-kit";
 import { EmailTakenError, type UserStore } from "./user-store.ts";
 import { checkEmail, checkName, checkUserId } from "./validation.ts";
 
@@ -22,7 +22,8 @@ export function createUserService(store: UserStore): ServiceImpl<typeof UserServ
       if (violations.length > 0) throw invalidArgument(violations);
       try {
         const user = store.create(req.name.trim(), req.email);
-        requestLogger(ctx).info({ user_id: user.id }, "user created");
+        // created_by: the verified subject of the caller's token, carried from the edge (none with auth off).
+        requestLogger(ctx).info({ user_id: user.id, created_by: callerIdentity(ctx)?.subject }, "user created");
         return { user };
       } catch (err) {
         if (err instanceof EmailTakenError) {

@@ -25,6 +25,11 @@ export const callContextKey = createContextKey<HandlerContext | undefined>(undef
   description: "rpc-kit handler context",
 });
 
+/** Where the engines put the remote address of the connection a call arrived on (the edge's rate limit keys on it). */
+export const peerAddressKey = createContextKey<string | undefined>(undefined, {
+  description: "rpc-kit remote address of the call's connection",
+});
+
 export interface CallSource {
   readonly service: DescService;
   readonly method: DescMethod;

@@ -14,6 +14,7 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS } from "./deadline.
 import { createGrpcTransport } from "./grpc-transport.ts";
 import { clientMetricsInterceptor } from "./metrics.ts";
 import { DEFAULT_RETRY, type RetryOptions } from "./retry-policy.ts";
+import { tlsClientSettings, tlsFrom, tlsSettings } from "./tls.ts";
 import { clientTracingInterceptor } from "./tracing.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DNS_REFRESH_MS, type UpstreamOptions } from "./upstream.ts";
 import { defaultUpstreamPool, type UpstreamPool } from "./upstream-pool.ts";
@@ -41,6 +42,8 @@ export interface ClientOptions extends UpstreamOptions {
  */
 export function clientSettings() {
   return {
+    ...tlsSettings(),
+    ...tlsClientSettings(),
     lbPolicy: setting.oneOf(
       "RPC_LB_POLICY",
       BALANCING_POLICIES,
@@ -92,7 +95,17 @@ export function clientOptionsFrom(config: Config<ReturnType<typeof clientSetting
     ...(config.dnsServers && { dnsServers: config.dnsServers }),
     retry: { maxAttempts: config.retryMaxAttempts },
     retryBudget: { ratio: config.retryBudgetPercent / 100 },
+    ...tlsOptionsFrom(config),
   };
+}
+
+/** The mTLS part of {@link clientOptionsFrom}: the process's certificate files, when set. */
+function tlsOptionsFrom(
+  config: Config<ReturnType<typeof clientSettings>>,
+): Pick<ClientOptions, "tls" | "tlsServerName"> {
+  const tls = tlsFrom(config);
+  if (tls === undefined) return {};
+  return { tls, ...(config.tlsServerName && { tlsServerName: config.tlsServerName }) };
 }
 
 /**
@@ -114,6 +127,8 @@ export function createClient<S extends DescService>(
     ...(options.dnsServers && { dnsServers: options.dnsServers }),
     ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
     ...(options.retryBudget && { retryBudget: options.retryBudget }),
+    ...(options.tls && { tls: options.tls }),
+    ...(options.tlsServerName && { tlsServerName: options.tlsServerName }),
   });
   const transport = createGrpcTransport({
     upstream,

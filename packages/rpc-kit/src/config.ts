@@ -15,8 +15,11 @@ export interface Setting<T> {
   readonly doc: string;
   /** The default as a user would write it, or undefined when required. */
   readonly defaultText: string | undefined;
-  /** Parses the raw value (undefined when unset); throws an Error whose message says what is wrong. */
-  parse(raw: string | undefined): T;
+  /**
+   * Parses the raw value (undefined when unset); throws an Error whose message says what is wrong.
+   * `env` is the whole environment, for a setting that must agree with others (the TLS files: all or none).
+   */
+  parse(raw: string | undefined, env?: Readonly<Record<string, string | undefined>>): T;
 }
 
 /** The parsed value type of a Setting. */
@@ -50,7 +53,7 @@ export function loadConfig<S extends Record<string, Setting<unknown>>>(
   for (const [key, setting] of Object.entries(spec)) {
     const raw = env[setting.env];
     try {
-      result[key] = setting.parse(raw === "" ? undefined : raw);
+      result[key] = setting.parse(raw === "" ? undefined : raw, env);
     } catch (err) {
       const shown = raw === undefined || raw === "" ? "" : `=${JSON.stringify(raw)}`;
       problems.push(`${setting.env}${shown}: ${(err as Error).message} (${setting.doc})`);

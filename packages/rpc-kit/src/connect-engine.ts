@@ -2,9 +2,10 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { create } from "@bufbuild/protobuf";
-import type { Interceptor, StreamRequest } from "@connectrpc/connect";
+import { createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
+import { peerAddressKey } from "./call-context.ts";
+import { clampTimeoutHeaders, createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 
 /**
@@ -22,6 +23,10 @@ export interface ConnectEngineOptions {
   readonly shutdownSignal: AbortSignal;
   /** Largest request message accepted, in bytes. */
   readonly readMaxBytes: number;
+  /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). Default Node's (unbounded). */
+  readonly maxConcurrentStreams?: number;
+  /** Largest request header block, in bytes: HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE and HTTP/1.1 maxHeaderSize. Default Node's. */
+  readonly maxHeaderBytes?: number;
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -81,12 +86,13 @@ export function createConnectEngine(
   registrations: readonly ServiceRegistration[],
   options: ConnectEngineOptions,
 ): ConnectEngine {
-  const handler = connectNodeAdapter({
+  const adapter = connectNodeAdapter({
     interceptors: [...options.interceptors, defaultStreamRequest],
     shutdownSignal: options.shutdownSignal,
     readMaxBytes: options.readMaxBytes,
     // A misspelt field is an error the caller should see, not a silently empty value.
     jsonOptions: { ignoreUnknownFields: false },
+    contextValues: (req) => createContextValues().set(peerAddressKey, req.socket.remoteAddress),
     routes(router) {
       for (const registration of registrations) {
         for (const spec of scopedMethodSpecs(registration)) {
@@ -95,9 +101,25 @@ export function createConnectEngine(
       }
     },
   });
+  // connect-node arms deadlines with setTimeout: clamp timeouts no timer holds (see clampTimeoutHeaders).
+  const handler: typeof adapter = (req, res) => {
+    clampTimeoutHeaders(req.headers);
+    adapter(req, res);
+  };
 
-  const h1 = http.createServer(handler);
-  const h2 = http2.createServer({}, handler);
+  const h1 = http.createServer(
+    options.maxHeaderBytes === undefined ? {} : { maxHeaderSize: options.maxHeaderBytes },
+    handler,
+  );
+  const h2 = http2.createServer(
+    {
+      settings: {
+        ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
+        ...(options.maxHeaderBytes !== undefined && { maxHeaderListSize: options.maxHeaderBytes }),
+      },
+    },
+    handler,
+  );
   routeGrpcToFastPath(
     h2,
     createGrpcFastPath(registrations, {

@@ -1,4 +1,4 @@
-import { type ChannelOptions, Client, connectivityState, credentials } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, Client, connectivityState, credentials } from "@grpc/grpc-js";
 import type { EndpointAddress } from "./discovery.ts";
 
 /**
@@ -27,10 +27,15 @@ export class Endpoint {
   #closed = false;
   readonly #onChange: (endpoint: Endpoint) => void;
 
-  constructor(address: EndpointAddress, options: ChannelOptions, onChange: (endpoint: Endpoint) => void) {
+  constructor(
+    address: EndpointAddress,
+    options: ChannelOptions,
+    onChange: (endpoint: Endpoint) => void,
+    channelCredentials: ChannelCredentials = credentials.createInsecure(),
+  ) {
     this.address = address;
     this.#onChange = onChange;
-    this.client = new Client(address, credentials.createInsecure(), options);
+    this.client = new Client(address, channelCredentials, options);
     // Connect now, and again whenever the channel goes idle (a server's GOAWAY,
     // grpc-js's idle timeout): an endpoint in rotation keeps a warm connection.
     this.#state = this.client.getChannel().getConnectivityState(true);

@@ -27,10 +27,11 @@ export function faultInjectionInterceptor(serviceName: string): Interceptor {
       );
     }
     const target = req.header.get(FAULT_TARGET_HEADER) ?? "";
-    req.contextValues.set(
-      forwardedHeadersKey,
-      new Headers({ [FAULT_DELAY_HEADER]: String(delayMs), [FAULT_TARGET_HEADER]: target }),
-    );
+    // Added to what an outer interceptor forwards already (the caller's verified token).
+    const forwarded = new Headers(req.contextValues.get(forwardedHeadersKey));
+    forwarded.set(FAULT_DELAY_HEADER, String(delayMs));
+    forwarded.set(FAULT_TARGET_HEADER, target);
+    req.contextValues.set(forwardedHeadersKey, forwarded);
     if (target === serviceName) await sleep(delayMs, req.signal);
     return next(req);
   };

@@ -152,6 +152,15 @@ describe("grpc engine with a Connect client over grpc-js", () => {
     await waitFor(() => fixture.cancelled.length === 1);
   });
 
+  it("reports a call cut short by the inbound deadline as DeadlineExceeded, not Cancelled", async () => {
+    // The inbound deadline can fire just before the upstream's own DeadlineExceeded arrives (a busy
+    // event loop): the outbound call is then cancelled by us, and must still say why.
+    const controller = new AbortController();
+    const call = usersClient.getUser({ id: "slow-5000" }, { signal: controller.signal });
+    setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), 50);
+    await assert.rejects(call, isCode(Code.DeadlineExceeded));
+  });
+
   it("fails fast without sending when the inbound budget is spent", async () => {
     const before = fixture.calls;
     // profiles gets 5 ms, less than the 10 ms margin: the users call is never sent.

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import type * as http2 from "node:http2";
 import { type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
@@ -36,6 +37,20 @@ export interface GrpcEngineOptions {
   readonly shutdownSignal: AbortSignal;
   /** grpc-js server options (gRPC core names). */
   readonly serverOptions: ServerOptions;
+  /**
+   * Largest request header block (metadata), in bytes: the HTTP/2
+   * SETTINGS_MAX_HEADER_LIST_SIZE that Node enforces (a larger block resets
+   * the stream). grpc-js 1.14 has no option for it (it ignores
+   * grpc.max_metadata_size on servers), so it is set on the http2 server
+   * options grpc-js keeps; default Node's (64 KiB).
+   */
+  readonly maxHeaderBytes?: number;
+}
+
+/** Adds HTTP/2 settings to those grpc-js passes to `http2.createServer` at bind time. */
+function addHttp2Settings(server: Server, settings: http2.Settings): void {
+  const common = (server as unknown as { commonServerOptions?: http2.ServerOptions }).commonServerOptions;
+  if (common !== undefined) common.settings = { ...common.settings, ...settings };
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
@@ -80,6 +95,7 @@ function serializerFor(desc: DescMessage) {
 /** Creates a grpc-js Server with every registration's methods added. */
 export function createGrpcEngine(registrations: readonly ServiceRegistration[], options: GrpcEngineOptions): Server {
   const server = new Server(options.serverOptions);
+  if (options.maxHeaderBytes !== undefined) addHttp2Settings(server, { maxHeaderListSize: options.maxHeaderBytes });
   for (const registration of registrations) {
     const definition: Record<string, ServiceDefinition[string]> = {};
     const implementation: UntypedServiceImplementation = {};

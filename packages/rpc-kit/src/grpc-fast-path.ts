@@ -2,7 +2,7 @@ import { once } from "node:events";
 import type * as http2 from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { CallContext } from "./call-context.ts";
+import { CallContext, peerAddressKey } from "./call-context.ts";
 import { LazyHeaders } from "./grpc-metadata.ts";
 import { connectErrorToGrpcStatus } from "./grpc-status.ts";
 import {
@@ -44,12 +44,38 @@ type Route =
 
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
 
-/** `grpc-timeout` (e.g. `250m`) as an absolute deadline; undefined when absent; throws when malformed. */
+/**
+ * The longest delay a Node timer holds: 2^31-1 ms (24.8 days). A longer one fires after 1 ms,
+ * so a valid timeout of, say, `99999999H` would end the call as DeadlineExceeded at once.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `grpc-timeout` (e.g. `250m`) as an absolute deadline; undefined when absent; throws when malformed.
+ * Timeouts beyond {@link MAX_TIMER_MS} are served as that long.
+ */
 export function parseGrpcTimeout(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const m = /^(\d{1,8})([HMSmun])$/.exec(value);
   if (m === null) throw new ConnectError(`invalid grpc-timeout "${value}"`, Code.InvalidArgument);
-  return now + Number(m[1]) * (TIMEOUT_UNITS_MS[m[2] as string] ?? 0);
+  return now + Math.min(Number(m[1]) * (TIMEOUT_UNITS_MS[m[2] as string] ?? 0), MAX_TIMER_MS);
+}
+
+/**
+ * Rewrites a `connect-timeout-ms` or `grpc-timeout` request header beyond {@link MAX_TIMER_MS}
+ * to that bound, in place, for connect-node, which arms its deadline with a plain setTimeout.
+ * Malformed values are left for connect-node to refuse.
+ */
+export function clampTimeoutHeaders(headers: Record<string, string | string[] | undefined>): void {
+  const connect = headers["connect-timeout-ms"];
+  if (typeof connect === "string" && /^\d{1,10}$/.test(connect) && Number(connect) > MAX_TIMER_MS) {
+    headers["connect-timeout-ms"] = String(MAX_TIMER_MS);
+  }
+  const grpc = headers["grpc-timeout"];
+  const m = typeof grpc === "string" ? /^(\d{1,8})([HMSmun])$/.exec(grpc) : null;
+  if (m !== null && Number(m[1]) * (TIMEOUT_UNITS_MS[m[2] as string] ?? 0) > MAX_TIMER_MS) {
+    headers["grpc-timeout"] = `${Math.floor(MAX_TIMER_MS / 1000)}S`;
+  }
 }
 
 /** grpc-message is percent-encoded: everything outside printable ASCII, and "%". */
@@ -135,6 +161,10 @@ export function createGrpcFastPath(
     },
 
     handle(stream, headers) {
+      // A stream emits 'error' when its connection dies of a protocol error (Node destroys the
+      // session and every open stream with it) or is reset with an error code; 'close' follows
+      // and cancels the call. Unlistened, that 'error' is an uncaught exception: the process dies.
+      stream.on("error", () => {});
       const route = routes.get(headers[":path"] ?? "") as Route;
       let headersSent = false;
       /** Ends the call with `err`: trailers-only before any message, trailers after. */
@@ -181,21 +211,31 @@ export function createGrpcFastPath(
         return;
       }
       const call = ctx;
+      call.values.set(peerAddressKey, stream.session?.socket?.remoteAddress);
       // Closed before we finished: the caller cancelled, or the connection went away.
       const onClose = () => call.cancel();
       stream.once("close", onClose);
 
       const chunks: Buffer[] = [];
       let size = 0;
+      let prefixChecked = false;
       stream.on("data", (chunk: Buffer) => {
         size += chunk.length;
-        if (size > options.readMaxBytes + 5) {
+        chunks.push(chunk);
+        // The length prefix announces an oversized message: refuse it as soon as it is read, as
+        // grpc-js does, rather than wait for (and buffer) data that may never come.
+        let declared = 0;
+        if (!prefixChecked && size >= 5) {
+          prefixChecked = true;
+          const head = (chunks[0] as Buffer).length >= 5 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+          declared = head.readUInt32BE(1);
+        }
+        if (size > options.readMaxBytes + 5 || declared > options.readMaxBytes) {
           stream.removeAllListeners("data");
+          chunks.length = 0;
           fail(new ConnectError(`request larger than ${options.readMaxBytes} bytes`, Code.ResourceExhausted));
           call.abort();
-          return;
         }
-        chunks.push(chunk);
       });
       stream.once("end", () => {
         if (headersSent) return;

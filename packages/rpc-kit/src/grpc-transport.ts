@@ -96,6 +96,12 @@ const planKey = createContextKey<{ refused: ConnectError | undefined; timeout: n
   { description: "rpc-kit call plan" },
 );
 
+/** A fresh error with the code and message of why a call's signal was aborted (the reason may be shared). */
+function cancelledBecause(reason: unknown): ConnectError {
+  const why = ConnectError.from(reason, Code.Canceled);
+  return new ConnectError(why.rawMessage, why.code === Code.DeadlineExceeded ? Code.DeadlineExceeded : Code.Canceled);
+}
+
 /** The signal of a call nobody can cancel. */
 const NEVER_ABORTED = new AbortController().signal;
 
@@ -142,8 +148,14 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
   }
 
   /** The error of a failed attempt, marked with its origin; the endpoint learns of it. */
-  function failure(err: ServiceError, method: DescMethod, endpoint: Endpoint): ConnectError {
-    const connectError = markUpstreamError(grpcStatusToConnectError(err), {
+  function failure(err: ServiceError, method: DescMethod, endpoint: Endpoint, signal: AbortSignal): ConnectError {
+    // We cancelled it because our own call ended: say why (DeadlineExceeded when the inbound deadline
+    // passed), not grpc-js' Cancelled, which would otherwise win the race against the upstream's answer.
+    const cause =
+      err.code === GrpcStatus.CANCELLED && signal.aborted
+        ? cancelledBecause(signal.reason)
+        : grpcStatusToConnectError(err);
+    const connectError = markUpstreamError(cause, {
       target: upstream.target,
       procedure: methodCodec(method).procedure,
     });
@@ -223,7 +235,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
             endpoint.inFlight--;
             req.signal.removeEventListener("abort", onAbort);
             if (err) {
-              reject(Object.assign(failure(err, method, endpoint), { endpoint }));
+              reject(Object.assign(failure(err, method, endpoint, req.signal), { endpoint }));
               return;
             }
             endpoint.record(false, Date.now());
@@ -346,7 +358,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
               req.signal.removeEventListener("abort", onAbort);
               return err === undefined
                 ? undefined
-                : Object.assign(failure(err as ServiceError, method, endpoint), { endpoint });
+                : Object.assign(failure(err as ServiceError, method, endpoint, req.signal), { endpoint });
             };
             try {
               // Until the first message arrives nothing was committed: a failure here may be retried.

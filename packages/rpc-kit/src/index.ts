@@ -1,3 +1,10 @@
+export {
+  type AuthSettings,
+  authSettings,
+  callerIdentity,
+  type Identity,
+  UNAUTHENTICATED_MESSAGE,
+} from "./auth.ts";
 export type { BalancingPolicy } from "./balancing.ts";
 export { currentCallScope } from "./call-scope.ts";
 export {
@@ -30,11 +37,14 @@ export {
 export { HealthState, ServingStatus } from "./health.ts";
 export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./logger.ts";
 export { collectRuntimeMetrics, grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./metrics.ts";
+export { RATE_LIMITED_MESSAGE, type RateLimitSettings, rateLimitSettings } from "./rate-limit.ts";
 export { REDACTED, redactMessage } from "./redact.ts";
 export type { RetryBudgetOptions } from "./retry-budget.ts";
 export { DEFAULT_RETRY, type RetryOptions } from "./retry-policy.ts";
 export { requestLogger } from "./rpc-log.ts";
 export {
+  DEFAULT_MAX_CONCURRENT_STREAMS,
+  DEFAULT_MAX_HEADER_BYTES,
   ListenError,
   MAX_MESSAGE_BYTES,
   type RunningServer,
@@ -45,6 +55,14 @@ export {
 } from "./server.ts";
 export { type ServiceRegistration, service } from "./service-registration.ts";
 export { shutdownTelemetry, startTelemetry, type TelemetryOptions, telemetrySettings } from "./telemetry.ts";
+export {
+  CertificateFiles,
+  type CertificateFilesOptions,
+  type CertificateInfo,
+  type TlsFiles,
+  tlsFrom,
+  tlsSettings,
+} from "./tls.ts";
 export {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_DNS_REFRESH_MS,

@@ -3,7 +3,8 @@ import { format } from "node:util";
 import type { Interceptor } from "@connectrpc/connect";
 import { type Server, ServerCredentials, setLogger } from "@grpc/grpc-js";
 import { type AdminRoutes, type AdminServer, createAdminServer } from "./admin-server.ts";
-import { type Config, setting } from "./config.ts";
+import { type Authenticator, type AuthSettings, authInterceptor, createAuthenticator } from "./auth.ts";
+import { type Config, ConfigError, setting } from "./config.ts";
 import { type ConnectEngine, createConnectEngine } from "./connect-engine.ts";
 import { errorBoundary } from "./error-boundary.ts";
 import { faultInjectionInterceptor } from "./fault-injection.ts";
@@ -11,16 +12,22 @@ import { createGrpcEngine } from "./grpc-engine.ts";
 import { createHealthService, HealthService, HealthState, ServingStatus } from "./health.ts";
 import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./logger.ts";
 import { collectRuntimeMetrics, metricsRegistry, serverMetricsInterceptor } from "./metrics.ts";
+import { createRateLimiter, type RateLimitSettings, rateLimitInterceptor } from "./rate-limit.ts";
 import { registerServiceSchemas } from "./redact.ts";
 import { rpcLogInterceptor } from "./rpc-log.ts";
 import { type ServiceRegistration, service } from "./service-registration.ts";
 import { onShutdownSignals } from "./shutdown-signals.ts";
 import { shutdownTelemetry } from "./telemetry.ts";
+import { tlsFrom, tlsSettings } from "./tls.ts";
 import { serverTracingInterceptor } from "./tracing.ts";
 import { defaultUpstreamPool, type UpstreamPool } from "./upstream-pool.ts";
 
-/** Largest message a server accepts and sends: 4 MiB, gRPC's default. */
+/** Largest message a server accepts and sends by default (MAX_MESSAGE_BYTES): 4 MiB, gRPC's default. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Default of MAX_CONCURRENT_STREAMS: far above what one well-behaved client needs, far below Node's unbounded default. */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 1000;
+/** Default of MAX_HEADER_BYTES: Node's HTTP/1.1 default, twice grpc-js's client-side 8 KiB; room for a large JWT. */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 
 /**
  * The environment every server reads, with its defaults. Spread it into an
@@ -28,6 +35,7 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
  */
 export function serverSettings(defaults: { port: number; adminPort: number }) {
   return {
+    ...tlsSettings(),
     host: setting.string("HOST", "::", "address to listen on; :: is every IPv6 and IPv4 address"),
     port: setting.port("PORT", defaults.port, "RPC port (gRPC, or Connect/gRPC-Web/gRPC at the edge)"),
     adminPort: setting.port("ADMIN_PORT", defaults.adminPort, "plain HTTP port for /healthz, /readyz, /metrics"),
@@ -56,6 +64,24 @@ export function serverSettings(defaults: { port: number; adminPort: number }) {
       "internal servers close connections older than this (grpc.max_connection_age_ms) so clients rebalance; 0 = never",
       { max: 86_400_000 },
     ),
+    maxMessageBytes: setting.int(
+      "MAX_MESSAGE_BYTES",
+      MAX_MESSAGE_BYTES,
+      "largest request message accepted (and response sent), in bytes; larger ones fail with ResourceExhausted",
+      { min: 1024, max: 256 * 1024 * 1024 },
+    ),
+    maxConcurrentStreams: setting.int(
+      "MAX_CONCURRENT_STREAMS",
+      DEFAULT_MAX_CONCURRENT_STREAMS,
+      "calls one HTTP/2 connection may have in flight (SETTINGS_MAX_CONCURRENT_STREAMS); clients queue further calls, streams past it are refused",
+      { min: 1, max: 2 ** 31 - 1 },
+    ),
+    maxHeaderBytes: setting.int(
+      "MAX_HEADER_BYTES",
+      DEFAULT_MAX_HEADER_BYTES,
+      "largest request header block (metadata), in bytes: HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (larger: stream reset) and HTTP/1.1 (larger: 431)",
+      { min: 1024, max: 1024 * 1024 },
+    ),
   };
 }
 
@@ -76,6 +102,13 @@ export interface ServeOptions {
   readonly logger?: Logger;
   /** App interceptors, run inside the kit's (logging, errors). */
   readonly interceptors?: readonly Interceptor[];
+  /**
+   * Bearer-JWT authentication (auth.ts), from the settings of `authSettings()`.
+   * Omitted, or no key file set: off, said once in the log at start.
+   */
+  readonly auth?: AuthSettings;
+  /** The per-client rate limit (rate-limit.ts), from `rateLimitSettings()`; for the edge. Default none. */
+  readonly rateLimit?: RateLimitSettings;
   /** Extra admin routes. */
   readonly adminRoutes?: AdminRoutes;
   /** The client upstreams closed at shutdown and shown at /debug/rpc. Default the process-wide pool. */
@@ -117,9 +150,27 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const ownsProcess = options.ownsProcess ?? true;
   const pool = options.pool ?? defaultUpstreamPool;
   routeGrpcJsLogs(logger);
+  // mTLS on the grpc engine's port when the TLS files are set; the connect engine (the public edge) stays plain.
+  const tls = tlsFrom(settings);
+  tls?.setLogger(logger);
+  if (tls && options.engine === "connect") {
+    logger.info("the TLS files serve this process's clients; its public port stays plain (TLS ends at the ingress)");
+  }
   const health = new HealthState();
   const forceStop = new AbortController();
   collectRuntimeMetrics();
+  let authenticator: Authenticator | undefined;
+  try {
+    authenticator = options.auth === undefined ? undefined : createAuthenticator(options.auth);
+  } catch (err) {
+    if (ownsProcess && err instanceof ConfigError) {
+      logger.fatal(`${name} cannot start: ${err.message}`);
+      await flushLogger(logger);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const limiter = options.rateLimit === undefined ? undefined : createRateLimiter(options.rateLimit);
   // Outermost first: the span and the metrics see the code the caller gets;
   // the log line is written inside the span, so it carries its trace id.
   const interceptors = [
@@ -127,6 +178,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     serverMetricsInterceptor(),
     rpcLogInterceptor(logger),
     errorBoundary,
+    // Authentication before the rate limit, which keys on the verified subject.
+    ...(authenticator ? [authInterceptor(authenticator)] : []),
+    ...(limiter ? [rateLimitInterceptor(limiter)] : []),
     ...(settings.faultInjection ? [faultInjectionInterceptor(name)] : []),
     ...(options.interceptors ?? []),
   ];
@@ -144,16 +198,20 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
             createConnectEngine(registrations, {
               interceptors,
               shutdownSignal: forceStop.signal,
-              readMaxBytes: MAX_MESSAGE_BYTES,
+              readMaxBytes: settings.maxMessageBytes,
+              maxConcurrentStreams: settings.maxConcurrentStreams,
+              maxHeaderBytes: settings.maxHeaderBytes,
             }),
           )
         : grpcListener(
             createGrpcEngine(registrations, {
               interceptors,
               shutdownSignal: forceStop.signal,
+              maxHeaderBytes: settings.maxHeaderBytes,
               serverOptions: {
-                "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-                "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+                "grpc.max_receive_message_length": settings.maxMessageBytes,
+                "grpc.max_send_message_length": settings.maxMessageBytes,
+                "grpc.max_concurrent_streams": settings.maxConcurrentStreams,
                 "grpc.keepalive_permit_without_calls": 1,
                 ...(settings.maxConnectionAgeMs > 0 && {
                   "grpc.max_connection_age_ms": settings.maxConnectionAgeMs,
@@ -161,6 +219,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
                 }),
               },
             }),
+            tls?.serverCredentials(),
           );
     port = await bindOrExplain(() => rpc.listen(settings.host, settings.port), settings.port, "PORT");
     admin = createAdminServer(health, {
@@ -189,6 +248,32 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     throw err;
   }
 
+  if (options.auth !== undefined) {
+    if (authenticator === undefined) {
+      logger.warn(
+        "authentication is off: neither AUTH_JWT_SECRET_FILE nor AUTH_JWKS_FILE is set, so calls are accepted without credentials",
+      );
+    } else {
+      logger.info(
+        {
+          auth_keys: authenticator.keys,
+          auth_issuer: options.auth.authIssuer,
+          auth_audience: options.auth.authAudience,
+          auth_require_for_reads: authenticator.requireForReads,
+        },
+        "authentication is on: methods with side effects need a bearer token",
+      );
+    }
+  }
+  if (limiter !== undefined && options.rateLimit !== undefined) {
+    logger.info(
+      {
+        rate_limit_per_second: options.rateLimit.rateLimitPerSecond,
+        rate_limit_burst: options.rateLimit.rateLimitBurst,
+      },
+      "per-client rate limit is on",
+    );
+  }
   for (const r of registrations) health.set(r.service.typeName, ServingStatus.SERVING);
   health.set("", ServingStatus.SERVING);
 
@@ -270,12 +355,12 @@ interface RpcListener {
   destroy(): void;
 }
 
-function grpcListener(server: Server): RpcListener {
+function grpcListener(server: Server, credentials = ServerCredentials.createInsecure()): RpcListener {
   return {
     listen: (host, port) =>
       new Promise((resolve, reject) => {
         const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-        server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => {
+        server.bindAsync(address, credentials, (err, bound) => {
           if (err === null) {
             resolve(bound);
             return;
@@ -285,7 +370,7 @@ function grpcListener(server: Server): RpcListener {
             return;
           }
           // No IPv6 in this network namespace: fall back to IPv4.
-          server.bindAsync(`0.0.0.0:${port}`, ServerCredentials.createInsecure(), (err4, bound4) =>
+          server.bindAsync(`0.0.0.0:${port}`, credentials, (err4, bound4) =>
             err4 === null ? resolve(bound4) : reject(err),
           );
         });

@@ -1,10 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type ChannelOptions, connectivityState } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, connectivityState, credentials } from "@grpc/grpc-js";
 import { type BalancingPolicy, createPicker, type Picker } from "./balancing.ts";
 import { type EndpointAddress, parseTargetSpec, resolveTarget, type TargetSpec } from "./discovery.ts";
 import { Endpoint } from "./endpoint.ts";
 import { RetryBudget, type RetryBudgetOptions } from "./retry-budget.ts";
 import { markNeverSent } from "./retry-policy.ts";
+import type { CertificateFiles } from "./tls.ts";
 
 /** How an upstream finds and chooses endpoints; every field has a default. */
 export interface UpstreamOptions {
@@ -22,6 +23,13 @@ export interface UpstreamOptions {
   readonly connectTimeoutMs?: number;
   /** The retry budget of this upstream. Default 10% of calls, 10 tokens to start, at most 100 saved. */
   readonly retryBudget?: RetryBudgetOptions;
+  /**
+   * mTLS: dial TLS, present this certificate and verify the server's against
+   * its CA, picking up new files for new connections. Default plaintext (h2c).
+   */
+  readonly tls?: CertificateFiles;
+  /** With `tls`: the name the server's certificate must carry. Default the target's host name. */
+  readonly tlsServerName?: string;
 }
 
 export const DEFAULT_DNS_REFRESH_MS = 30_000;
@@ -49,6 +57,15 @@ export interface UpstreamSnapshot {
 }
 
 /**
+ * The name a server certificate is checked against: the host of the target
+ * (a static target's first), as gRPC does; the channels dial resolved IP
+ * addresses, whose certificates would otherwise need IP SANs.
+ */
+function serverNameOf(spec: TargetSpec): string {
+  return spec.kind === "dns" ? spec.host : (spec.hostPorts[0]?.host ?? "");
+}
+
+/**
  * One upstream target: its endpoints (kept current by discovery), the choice
  * of one per call (balancing), and its retry budget.
  */
@@ -59,6 +76,7 @@ export class Upstream {
   readonly #spec: TargetSpec;
   readonly #options: UpstreamOptions;
   readonly #channelOptions: ChannelOptions;
+  readonly #credentials: ChannelCredentials;
   readonly #endpoints = new Map<EndpointAddress, Endpoint>();
   readonly #picker: Picker<Endpoint>;
   readonly #connectTimeoutMs: number;
@@ -74,7 +92,10 @@ export class Upstream {
     this.target = target;
     this.#spec = parseTargetSpec(target);
     this.#options = options;
-    this.#channelOptions = channelOptions;
+    this.#channelOptions = options.tls
+      ? { ...channelOptions, "grpc.ssl_target_name_override": options.tlsServerName ?? serverNameOf(this.#spec) }
+      : channelOptions;
+    this.#credentials = options.tls?.channelCredentials() ?? credentials.createInsecure();
     this.policy = options.policy ?? "round_robin";
     this.#picker = createPicker<Endpoint>(this.policy);
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -122,7 +143,10 @@ export class Upstream {
     }
     for (const address of addresses) {
       if (!this.#endpoints.has(address)) {
-        this.#endpoints.set(address, new Endpoint(address, this.#channelOptions, (e) => this.#onEndpointChange(e)));
+        this.#endpoints.set(
+          address,
+          new Endpoint(address, this.#channelOptions, (e) => this.#onEndpointChange(e), this.#credentials),
+        );
       }
     }
   }

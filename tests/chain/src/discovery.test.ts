@@ -4,19 +4,10 @@ import { after, before, describe, it } from "node:test";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient, UpstreamPool } from "@demo/rpc-kit";
 import { type DnsServer, startDnsServer } from "./dns-server.ts";
-import { type ServiceProcess, startService } from "./processes.ts";
+import { freePort, type ServiceProcess, startService } from "./processes.ts";
 
 const NAME = "users.test";
 const REFRESH_MS = 1_500;
-
-/** A port free on 127.0.0.2 (and, on loopback, on the other 127.x addresses too). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.2", r));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 /** GetUser calls a replica has served, from its /metrics. */
 async function served(replica: ServiceProcess, host: string): Promise<number> {
@@ -62,7 +53,7 @@ describe("discovery and balancing over DNS, with replicas on 127.0.0.2-5", () =>
 
   before(async () => {
     dns = await startDnsServer({ [NAME]: ["127.0.0.2", "127.0.0.3", "127.0.0.4"] });
-    port = await freePort();
+    port = await freePort("127.0.0.2");
     await Promise.all(["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(startReplica));
     client = createClient(UserService, `dns:///${NAME}:${port}`, {
       pool,

@@ -3,33 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
-import { type Chain, type ServiceProcess, startChain } from "./processes.ts";
-
-/** Prometheus text → value by `name{k="v",…}` with labels sorted by key. */
-async function scrape(service: ServiceProcess): Promise<Map<string, number>> {
-  const res = await fetch(`http://localhost:${service.adminPort}/metrics`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
-  const samples = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = [...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)]
-      .map(([, k, v]) => `${k}="${v}"`)
-      .sort()
-      .join(",");
-    samples.set(`${m[1]}{${labels}}`, Number(m[3]));
-  }
-  return samples;
-}
-
-function key(name: string, labels: Record<string, string>): string {
-  const sorted = Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .sort()
-    .join(",");
-  return `${name}{${sorted}}`;
-}
+import { key, scrape } from "./metrics-scrape.ts";
+import { type Chain, startChain } from "./processes.ts";
 
 describe("/metrics after 7 OK and 3 NotFound calls", () => {
   let chain: Chain;

@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -24,12 +25,19 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+export interface SpawnOptions {
+  /** A command the service runs under, e.g. `["ip", "netns", "exec", "ns1"]` (it must exec node in place). */
+  readonly prefix?: readonly string[];
+}
+
 /** Spawns `apps/<name>/dist/main.js` with `env`; the child is killed if it is not listening within 15 s. */
 export function spawnService(
   name: ServiceName,
   env: Record<string, string>,
+  { prefix = [] }: SpawnOptions = {},
 ): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, [`apps/${name}/dist/main.js`], {
+  const [command = process.execPath, ...args] = [...prefix, process.execPath, `apps/${name}/dist/main.js`];
+  const child = spawn(command, args, {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? "", LOG_FORMAT: "json", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -44,8 +52,16 @@ export function spawnService(
   return { child, output: () => output };
 }
 
-export async function startService(name: ServiceName, env: Record<string, string> = {}): Promise<ServiceProcess> {
-  const { child, output } = spawnService(name, { PORT: "0", ADMIN_PORT: "0", SHUTDOWN_DRAIN_DELAY_MS: "0", ...env });
+export async function startService(
+  name: ServiceName,
+  env: Record<string, string> = {},
+  options: SpawnOptions = {},
+): Promise<ServiceProcess> {
+  const { child, output } = spawnService(
+    name,
+    { PORT: "0", ADMIN_PORT: "0", SHUTDOWN_DRAIN_DELAY_MS: "0", ...env },
+    options,
+  );
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
@@ -154,4 +170,13 @@ export function establishedConnections(pid: number, remotePort: number): number 
     }
   }
   return count;
+}
+
+/** A TCP port free on `host` now (on loopback, free on the other 127.x addresses too). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, host, r));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
 }

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
-import { ConfigMap, Namespace, Service, ServiceAccount } from "kubernetes-models/v1";
+import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import { parseAllDocuments } from "yaml";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -25,6 +26,7 @@ const models: Record<string, new (o: Obj) => { validate(): void }> = {
   "v1/Namespace": Namespace,
   "v1/ServiceAccount": ServiceAccount,
   "v1/ConfigMap": ConfigMap,
+  "v1/Secret": Secret,
   "v1/Service": Service,
   "apps/v1/Deployment": Deployment,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
@@ -35,6 +37,15 @@ const models: Record<string, new (o: Obj) => { validate(): void }> = {
 function render(overlay: string): Obj[] {
   const text = execFileSync("kubectl", ["kustomize", `${root}/k8s/overlays/${overlay}`], { encoding: "utf8" });
   return parseAllDocuments(text).map((d) => d.toJS());
+}
+
+/** A Kubernetes memory quantity in MiB. */
+function mebibytes(quantity: string): number {
+  const m = /^(\d+)(Mi|Gi|M|G)?$/.exec(quantity);
+  assert.ok(m, `unsupported memory quantity ${quantity}`);
+  const n = Number(m[1]);
+  const unit = { Mi: 1, Gi: 1024, M: 1e6 / 2 ** 20, G: 1e9 / 2 ** 20 }[m[2] as "Mi"] ?? 1 / 2 ** 20;
+  return n * unit;
 }
 
 const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
@@ -126,6 +137,27 @@ for (const overlay of OVERLAYS) {
       }
     });
 
+    it("caps Node's heap so that each service stays inside its container's memory limit", () => {
+      const image = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(`${root}/Dockerfile`, "utf8"))?.[1];
+      assert.ok(image, "the Dockerfile sets NODE_OPTIONS");
+      for (const d of deployments) {
+        const c = container(d);
+        const options: string = c.env?.find((e: Obj) => e.name === "NODE_OPTIONS")?.value ?? image;
+        const flag = (name: string) => Number(new RegExp(`--${name}=(\\d+)`).exec(options)?.[1]);
+        const oldSpace = flag("max-old-space-size");
+        const semiSpace = flag("max-semi-space-size");
+        assert.ok(oldSpace > 0 && semiSpace > 0, `${d.metadata.name}: both heap caps in "${options}"`);
+        // Old space at most 75% of the limit; with the young generation (two semi-spaces) at most 90%,
+        // leaving the rest for code, buffers and native memory.
+        const limit = mebibytes(c.resources.limits.memory);
+        assert.ok(oldSpace <= 0.75 * limit, `${d.metadata.name}: old space ${oldSpace} MB, limit ${limit} MiB`);
+        assert.ok(
+          oldSpace + 2 * semiSpace <= 0.9 * limit,
+          `${d.metadata.name}: heap ${oldSpace + 2 * semiSpace} MB, limit ${limit} MiB`,
+        );
+      }
+    });
+
     it("points every *_ADDR at an existing Service's DNS name and port", () => {
       let seen = 0;
       for (const m of configMaps) {
@@ -145,6 +177,32 @@ for (const overlay of OVERLAYS) {
         }
       }
       assert.equal(seen, 2, "USERS_ADDR and PROFILES_ADDR");
+    });
+
+    it("mounts the auth-keys Secret in every pod, points every service at one key file in it, keeps no real secret", () => {
+      for (const d of deployments) {
+        const name = d.metadata.name;
+        const volume = podOf(d).spec.volumes.find((v: Obj) => v.name === "auth-keys");
+        assert.equal(volume?.secret?.optional, true, `${name}: auth-keys volume`);
+        const mount = container(d).volumeMounts.find((m: Obj) => m.name === "auth-keys");
+        assert.equal(mount?.readOnly, true, `${name}: auth-keys mounted read-only`);
+        const config = configMaps.find((m) => m.metadata.name === container(d).envFrom[0].configMapRef.name);
+        const files = ["AUTH_JWT_SECRET_FILE", "AUTH_JWKS_FILE"].filter((k) => config.data[k]);
+        assert.equal(files.length, 1, `${name}: one key file`);
+        assert.ok(config.data[files[0] as string].startsWith(`${mount.mountPath}/`), `${name}: key file in the mount`);
+        assert.ok(config.data.AUTH_ISSUER && config.data.AUTH_AUDIENCE, `${name}: issuer and audience`);
+      }
+      const secrets = of("Secret");
+      if (overlay === "production") {
+        assert.equal(secrets.length, 0, "production keys come from the cluster, never from the repo");
+      } else {
+        const value = Buffer.from(secrets[0].data["jwt-secret"], "base64").toString();
+        assert.match(value, /demo-only-NOT-A-SECRET/);
+        assert.equal(
+          podOf(deployments[0]).spec.volumes.find((v: Obj) => v.name === "auth-keys").secret.secretName,
+          secrets[0].metadata.name,
+        );
+      }
     });
 
     it("denies by default and allows exactly the chain, DNS and OTLP", () => {

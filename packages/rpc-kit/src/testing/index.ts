@@ -15,8 +15,25 @@ import { createClientFromTransport } from "../client.ts";
 import { errorBoundary } from "../error-boundary.ts";
 import { markUpstreamError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
-import type { ServerSettings } from "../server.ts";
+import {
+  DEFAULT_MAX_CONCURRENT_STREAMS,
+  DEFAULT_MAX_HEADER_BYTES,
+  MAX_MESSAGE_BYTES,
+  type ServerSettings,
+} from "../server.ts";
 import { service as registration, scopedMethodSpecs } from "../service-registration.ts";
+
+export {
+  type Issued,
+  type SecretFiles,
+  secretFiles,
+  type TestCa,
+  testCa,
+  tlsEnv,
+  writeByRename,
+  writeLikeKubelet,
+} from "./pki.ts";
+export { cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
 
 /** A HandlerContext for calling a handler directly, optionally with a deadline. */
 export function createTestContext(
@@ -73,6 +90,12 @@ export function testServerSettings(overrides: Partial<ServerSettings> = {}): Ser
     shutdownTimeoutMs: 2_000,
     faultInjection: false,
     maxConnectionAgeMs: 0,
+    tlsCertFile: undefined,
+    tlsKeyFile: undefined,
+    tlsCaFile: undefined,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS,
+    maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
     ...overrides,
   };
 }

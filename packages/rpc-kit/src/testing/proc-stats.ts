@@ -1,4 +1,4 @@
-/** What the benchmark reads of a process from /proc: CPU time, peak RSS, open file descriptors. */
+/** What benchmarks and soak tests read of a process from /proc: CPU time, peak RSS, open file descriptors. */
 import { readdirSync, readFileSync } from "node:fs";
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
