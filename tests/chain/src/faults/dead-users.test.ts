@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { leaksOf } from "../leaks.ts";
 import { freePort, type ServiceProcess, startService } from "../processes.ts";
 import { countByCode, recoveryMs, sleep, steadyLoad } from "./steady-load.ts";
 
@@ -57,5 +58,11 @@ describe("drill: users is SIGKILLed under load, then comes back", () => {
     // Nothing before the kill failed, and the chain heals by itself.
     assert.deepEqual(countByCode(outcomes.filter((o) => o.startedAt + o.tookMs < killedAt && o.code !== "ok")), {});
     assert.ok(recovery <= 2_000, `recovered ${recovery.toFixed(0)} ms after users returned`);
+  });
+
+  it("wrote no seeded email or token to any log line", async () => {
+    await sleep(200); // log lines are flushed every 100 ms
+    for (const service of [gateway, profiles, users])
+      assert.deepEqual(leaksOf(service), [], `${service.name} logged them`);
   });
 });

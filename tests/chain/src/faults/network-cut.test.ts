@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { leaksOf } from "../leaks.ts";
 import { type ServiceProcess, startService } from "../processes.ts";
 import { createIsolatedHost, type IsolatedHost } from "./netns.ts";
 import { countByCode, recoveryMs, sleep, steadyLoad } from "./steady-load.ts";
@@ -76,5 +77,11 @@ describe("drill: the link to users (in its own network namespace) is cut under l
     // open: calls resume on it at the kernel's next retransmission, which backs off 0.2, 0.4, 0.8, 1.6,
     // 3.2 s… (measured 0–2.0 s after a 4 s cut). Keepalive (30 s + 10 s) replaces it after longer cuts.
     assert.ok(recovery <= 4_000, `recovered ${recovery.toFixed(0)} ms after the link came back`);
+  });
+
+  it("wrote no seeded email or token to any log line", async () => {
+    await sleep(200); // log lines are flushed every 100 ms
+    for (const service of [gateway, profiles, users])
+      assert.deepEqual(leaksOf(service), [], `${service.name} logged them`);
   });
 });

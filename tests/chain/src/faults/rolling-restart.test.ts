@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type DnsServer, startDnsServer } from "../dns-server.ts";
+import { leaksOf } from "../leaks.ts";
 import { freePort, type ServiceProcess, startService } from "../processes.ts";
-import { countByCode, steadyLoad } from "./steady-load.ts";
+import { countByCode, sleep, steadyLoad } from "./steady-load.ts";
 
 /** How often callers re-resolve; a replica drains for longer than this before it stops accepting. */
 const DNS_REFRESH_MS = 300;
@@ -105,5 +106,11 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
     assert.deepEqual(reads, { ok: outcomes.length });
     assert.ok(written.length > 50, `writes during the rollout (${written.length})`);
     assert.deepEqual(writes, { ok: written.length });
+  });
+
+  it("wrote no seeded email or token to any log line", async () => {
+    await sleep(200); // log lines are flushed every 100 ms
+    for (const service of [gateway, ...replicas.profiles.values(), ...replicas.users.values()])
+      assert.deepEqual(leaksOf(service), [], `${service.name} logged them`);
   });
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { leaksOf } from "../leaks.ts";
 import { scrape, total } from "../metrics-scrape.ts";
 import { type Chain, type ServiceProcess, startChain } from "../processes.ts";
 import { countByCode, sleep, steadyLoad } from "./steady-load.ts";
@@ -71,5 +72,11 @@ describe("drill: users answers slower than the caller's deadline", () => {
       "users calls that ran on past the deadline",
     );
     assert.ok(usersLines.every((l) => l.rpc_code === "deadline_exceeded" || l.rpc_code === "canceled"));
+  });
+
+  it("wrote no seeded email or token to any log line", async () => {
+    await sleep(200); // log lines are flushed every 100 ms
+    for (const service of [chain.gateway, chain.profiles, chain.users])
+      assert.deepEqual(leaksOf(service), [], `${service.name} logged them`);
   });
 });

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openFds, rssBytes } from "@demo/rpc-kit/testing";
+import { leaksOf } from "../leaks.ts";
 import { type Chain, startChain } from "../processes.ts";
 import { sleep } from "./steady-load.ts";
 
@@ -96,5 +97,11 @@ describe(`drill: soak, ${CALLS.toLocaleString("en")} calls through the chain`, {
       );
       assert.ok(late <= early * 1.1 + 20, `${name} RSS still growing: ${early.toFixed(0)} → ${late.toFixed(0)} MB`);
     }
+  });
+
+  it("wrote no seeded email or token to any log line", async () => {
+    await sleep(200); // log lines are flushed every 100 ms
+    for (const service of [chain.gateway, chain.profiles, chain.users])
+      assert.deepEqual(leaksOf(service), [], `${service.name} logged them`);
   });
 });
