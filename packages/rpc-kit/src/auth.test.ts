@@ -162,10 +162,11 @@ describe("auth: token verification", () => {
   it("remembers a verified token until it expires, then refuses it", async () => {
     const a = createAuthenticator({ ...hmacSettings(), authClockSkewSeconds: 0 });
     assert.ok(a);
-    const token = await mint({ expiresIn: 1 });
+    // exp is in whole seconds from a floored iat: 2 s leaves at least 1 s of validity.
+    const token = await mint({ expiresIn: 2 });
     assert.ok("identity" in (await a.verify(token)));
     assert.ok("identity" in (await a.verify(token)));
-    await new Promise((r) => setTimeout(r, 1_100));
+    await new Promise((r) => setTimeout(r, 2_100));
     assert.deepEqual(await a.verify(token), { reason: "expired" });
   });
 
