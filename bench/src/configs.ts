@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toBinary } from "@bufbuild/protobuf";
 import { GetProfileRequestSchema } from "@demo/proto/demo/gateway/v1/gateway_pb";
+import { freePort } from "@demo/rpc-kit/testing";
 import type { LoadRequest } from "./h2load.ts";
 
 export const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -171,14 +172,6 @@ export async function startConfig(config: Config, logDir: string, cpuProfileDir?
       );
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((r) => probe.close(r));
-  return port;
 }
 
 /** Waits until `port` accepts connections (each service starts serving as soon as it binds). */

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import * as tls from "node:tls";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { Client, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { credentials, status } from "@grpc/grpc-js";
 import { clientSettings, createClient } from "./client.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { type RunningServer, serve, serverSettings } from "./server.ts";
@@ -15,7 +15,9 @@ import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
 import { captureLogger, testServerSettings, waitFor } from "./testing/index.ts";
 import {
+  healthCheckStatus,
   type Issued,
+  peerSerial,
   secretFiles,
   type TestCa,
   testCa,
@@ -43,37 +45,6 @@ const filesOf = (dir: string): TlsFiles => {
 
 /** A pool whose channels share no connection with any other's (grpc-js shares subchannels process-wide). */
 const freshPool = () => new UpstreamPool({ ...DEFAULT_CHANNEL_OPTIONS, "grpc.use_local_subchannel_pool": 1 });
-
-/** The serial of the certificate a fresh TLS connection to `port` is shown (and whether it verified). */
-function peerSerial(port: number, client: Issued): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect(
-      { host: "localhost", port, ca: ca.cert, cert: client.cert, key: client.key, ALPNProtocols: ["h2"] },
-      () => {
-        const serial = socket.getPeerCertificate().serialNumber;
-        socket.destroy();
-        resolve(serial);
-      },
-    );
-    socket.on("error", reject);
-  });
-}
-
-/** A grpc.health.v1 Check over a raw grpc-js channel with `creds`; resolves the status code. */
-function healthCheck(port: number, creds: ReturnType<typeof credentials.createInsecure>): Promise<number> {
-  const client = new Client(`localhost:${port}`, creds);
-  return new Promise<number>((resolve) => {
-    client.makeUnaryRequest(
-      "/grpc.health.v1.Health/Check",
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      Buffer.alloc(0),
-      new Metadata(),
-      { deadline: Date.now() + 2_000 },
-      (err: ServiceError | null) => resolve(err?.code ?? status.OK),
-    );
-  }).finally(() => client.close());
-}
 
 describe("mTLS settings", () => {
   const spec = { ...serverSettings({ port: 1, adminPort: 2 }), ...clientSettings() };
@@ -173,17 +144,17 @@ describe("mTLS between a grpc server and rpc-kit clients", () => {
 
   it("serves calls from a client with a certificate of the CA, presenting its own", async () => {
     assert.equal((await users.getUser({ id: "u-1" })).user?.id, "u-1");
-    assert.equal(await peerSerial(server.port, clientCert), serverCert.serial);
-    assert.equal(await healthCheck(server.port, clientFiles.channelCredentials()), status.OK);
+    assert.equal(await peerSerial(server.port, ca, clientCert), serverCert.serial);
+    assert.equal(await healthCheckStatus(server.port, clientFiles.channelCredentials()), status.OK);
     const loaded = logs.lines.find((l) => l.msg === "mTLS on: certificates loaded");
     assert.equal((loaded?.tls as { serial?: string } | undefined)?.serial, serverCert.serial);
   });
 
   it("rejects a TLS client without a certificate, or with one of another CA (Unavailable)", async () => {
-    assert.equal(await healthCheck(server.port, credentials.createSsl(ca.cert)), status.UNAVAILABLE);
+    assert.equal(await healthCheckStatus(server.port, credentials.createSsl(ca.cert)), status.UNAVAILABLE);
     const stranger = otherCa.issue("intruder");
     const foreign = credentials.createSsl(ca.cert, stranger.key, stranger.cert);
-    assert.equal(await healthCheck(server.port, foreign), status.UNAVAILABLE);
+    assert.equal(await healthCheckStatus(server.port, foreign), status.UNAVAILABLE);
     // Underneath: the handshake completes from the client's side (TLS 1.3), then Node's server, which
     // checks the client certificate after the handshake, hangs up without a byte (no alert).
     const alert = await new Promise<string>((resolve) => {
@@ -275,7 +246,7 @@ describe("mTLS between a grpc server and rpc-kit clients", () => {
     writeLikeKubelet(serverDir(), secretFiles(next, ca));
     let seenAfter = Number.NaN;
     for (;;) {
-      if ((await peerSerial(server.port, clientCert)) === next.serial) {
+      if ((await peerSerial(server.port, ca, clientCert)) === next.serial) {
         seenAfter = performance.now() - rotated;
         break;
       }
@@ -309,7 +280,7 @@ describe("mTLS between a grpc server and rpc-kit clients", () => {
       const warned = logs.lines.length;
       writeLikeKubelet(serverDir(), files);
       await waitFor(() => logs.lines.slice(warned).some((l) => l.level === "warn"), 3_000);
-      assert.equal(await peerSerial(server.port, clientCert), before, "still the previous certificate");
+      assert.equal(await peerSerial(server.port, ca, clientCert), before, "still the previous certificate");
       assert.equal((await users.getUser({ id: "u-1" })).user?.id, "u-1");
       const fresh = freshPool();
       const again = createClient(UserService, `localhost:${server.port}`, { pool: fresh, tls: clientFiles });
@@ -322,7 +293,7 @@ describe("mTLS between a grpc server and rpc-kit clients", () => {
     assert.match(warnings.join("\n"), /ca\.crt holds no PEM certificate/);
     writeLikeKubelet(serverDir(), secretFiles(good, ca));
     await waitFor(() => logs.lines.some((l) => (l.tls as { serial?: string } | undefined)?.serial === good.serial));
-    assert.equal(await peerSerial(server.port, clientCert), good.serial);
+    assert.equal(await peerSerial(server.port, ca, clientCert), good.serial);
     serverCert = good;
   });
 

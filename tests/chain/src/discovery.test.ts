@@ -3,8 +3,9 @@ import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient, UpstreamPool } from "@demo/rpc-kit";
+import { freePort } from "@demo/rpc-kit/testing";
 import { type DnsServer, startDnsServer } from "./dns-server.ts";
-import { freePort, type ServiceProcess, startService } from "./processes.ts";
+import { type ServiceProcess, startService } from "./processes.ts";
 
 const NAME = "users.test";
 const REFRESH_MS = 1_500;

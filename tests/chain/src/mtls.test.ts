@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import * as tls from "node:tls";
 import {
+  healthCheckStatus,
   type Issued,
+  peerSerial,
   secretFiles,
   type TestCa,
   testCa,
@@ -13,7 +14,7 @@ import {
   writeByRename,
   writeLikeKubelet,
 } from "@demo/rpc-kit/testing";
-import { type ChannelCredentials, Client, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { credentials, status } from "@grpc/grpc-js";
 import { type Chain, type ServiceProcess, startChain } from "./processes.ts";
 
 /**
@@ -57,36 +58,6 @@ describe("mTLS between gateway → profiles → users, as three processes", () =
     return { status: res.status, body: (await res.json()) as { profile?: { user?: { name?: string } } } };
   };
 
-  /** The serial of the certificate a fresh TLS connection to `port` is shown. */
-  const peerSerial = (port: number): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const me = certs.gateway;
-      const socket = tls.connect(
-        { host: "localhost", port, ca: ca.cert, cert: me.cert, key: me.key, ALPNProtocols: ["h2"] },
-        () => {
-          resolve(socket.getPeerCertificate().serialNumber);
-          socket.destroy();
-        },
-      );
-      socket.on("error", reject);
-    });
-
-  /** grpc.health.v1 Check with `creds` straight to a service's RPC port; resolves the status code. */
-  const healthCheck = (port: number, creds: ChannelCredentials): Promise<number> => {
-    const client = new Client(`localhost:${port}`, creds);
-    return new Promise<number>((resolve) => {
-      client.makeUnaryRequest(
-        "/grpc.health.v1.Health/Check",
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        Buffer.alloc(0),
-        new Metadata(),
-        { deadline: Date.now() + 2_000 },
-        (err: ServiceError | null) => resolve(err?.code ?? status.OK),
-      );
-    }).finally(() => client.close());
-  };
-
   const logged = (p: ServiceProcess, msg: string) => p.lines.filter((l) => l.msg === msg);
 
   async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<number> {
@@ -102,8 +73,8 @@ describe("mTLS between gateway → profiles → users, as three processes", () =
     const { status: code, body } = await getProfile();
     assert.equal(code, 200);
     assert.equal(body.profile?.user?.name, "Ada Lovelace");
-    assert.equal(await peerSerial(chain.users.port), certs.users.serial);
-    assert.equal(await peerSerial(chain.profiles.port), certs.profiles.serial);
+    assert.equal(await peerSerial(chain.users.port, ca, certs.gateway), certs.users.serial);
+    assert.equal(await peerSerial(chain.profiles.port, ca, certs.gateway), certs.profiles.serial);
     for (const p of [chain.users, chain.profiles, chain.gateway]) {
       assert.equal(logged(p, "mTLS on: certificates loaded").length, 1, `${p.name} logs its certificate`);
     }
@@ -120,14 +91,22 @@ describe("mTLS between gateway → profiles → users, as three processes", () =
     const intruder = otherCa.issue("intruder");
     const good = credentials.createSsl(ca.cert, certs.gateway.key, certs.gateway.cert);
     for (const p of [chain.users, chain.profiles]) {
-      assert.equal(await healthCheck(p.port, good), status.OK, `${p.name}: a certificate of the CA is let in`);
-      assert.equal(await healthCheck(p.port, credentials.createSsl(ca.cert)), status.UNAVAILABLE, `${p.name}: none`);
+      assert.equal(await healthCheckStatus(p.port, good), status.OK, `${p.name}: a certificate of the CA is let in`);
       assert.equal(
-        await healthCheck(p.port, credentials.createSsl(ca.cert, intruder.key, intruder.cert)),
+        await healthCheckStatus(p.port, credentials.createSsl(ca.cert)),
+        status.UNAVAILABLE,
+        `${p.name}: none`,
+      );
+      assert.equal(
+        await healthCheckStatus(p.port, credentials.createSsl(ca.cert, intruder.key, intruder.cert)),
         status.UNAVAILABLE,
         `${p.name}: another CA's`,
       );
-      assert.equal(await healthCheck(p.port, credentials.createInsecure()), status.UNAVAILABLE, `${p.name}: plaintext`);
+      assert.equal(
+        await healthCheckStatus(p.port, credentials.createInsecure()),
+        status.UNAVAILABLE,
+        `${p.name}: plaintext`,
+      );
     }
   });
 
@@ -150,12 +129,12 @@ describe("mTLS between gateway → profiles → users, as three processes", () =
     writeLikeKubelet(dir("users"), secretFiles(next.users, ca));
     writeByRename(dir("profiles"), secretFiles(next.profiles, ca));
     const usersMs = await until(
-      async () => (await peerSerial(chain.users.port)) === next.users.serial,
+      async () => (await peerSerial(chain.users.port, ca, certs.gateway)) === next.users.serial,
       5_000,
       "users serves its new certificate",
     );
     await until(
-      async () => (await peerSerial(chain.profiles.port)) === next.profiles.serial,
+      async () => (await peerSerial(chain.profiles.port, ca, certs.gateway)) === next.profiles.serial,
       5_000,
       "profiles serves its new certificate",
     );
@@ -189,7 +168,7 @@ describe("mTLS between gateway → profiles → users, as three processes", () =
     );
     const warning = chain.users.lines.slice(warned).find((l) => l.level === "warn");
     assert.match(String(warning?.reason), /tls\.key does not match the certificate/);
-    assert.equal(await peerSerial(chain.users.port), certs.users.serial);
+    assert.equal(await peerSerial(chain.users.port, ca, certs.gateway), certs.users.serial);
     // Past users' connection age again: profiles reconnects to the old certificate.
     await new Promise((r) => setTimeout(r, 1_200));
     for (let i = 0; i < 20; i++) assert.equal((await getProfile()).status, 200);

@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -170,13 +169,4 @@ export function establishedConnections(pid: number, remotePort: number): number 
     }
   }
   return count;
-}
-
-/** A TCP port free on `host` now (on loopback, free on the other 127.x addresses too). */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, host, r));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((r) => probe.close(r));
-  return port;
 }

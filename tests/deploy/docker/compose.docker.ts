@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { freePort } from "@demo/rpc-kit/testing";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const project = `rpcchaintest${process.pid}`;
@@ -47,14 +47,6 @@ async function withLogs(body: () => Promise<void>): Promise<void> {
     }
     throw err;
   }
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((r) => probe.close(r));
-  return port;
 }
 
 const call = (method: string, body: unknown, headers: Record<string, string> = {}) =>

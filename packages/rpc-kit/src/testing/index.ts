@@ -23,8 +23,11 @@ import {
 } from "../server.ts";
 import { service as registration, scopedMethodSpecs } from "../service-registration.ts";
 
+export { freePort } from "./free-port.ts";
 export {
+  healthCheckStatus,
   type Issued,
+  peerSerial,
   type SecretFiles,
   secretFiles,
   type TestCa,

@@ -8,6 +8,8 @@ import { execFileSync } from "node:child_process";
 import { randomBytes, randomInt, X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as tls from "node:tls";
+import { type ChannelCredentials, Client, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 
 /** A certificate and its key, as PEM. */
 export interface Issued {
@@ -149,4 +151,35 @@ export function writeLikeKubelet(dir: string, files: SecretFiles): void {
     }
   }
   if (previous) rmSync(join(dir, previous), { recursive: true, force: true });
+}
+
+/** The serial of the certificate a fresh TLS connection to `localhost:port` is shown, connecting as `client`. */
+export function peerSerial(port: number, ca: Pick<TestCa, "cert">, client: Issued): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: "localhost", port, ca: ca.cert, cert: client.cert, key: client.key, ALPNProtocols: ["h2"] },
+      () => {
+        const serial = socket.getPeerCertificate().serialNumber;
+        socket.destroy();
+        resolve(serial);
+      },
+    );
+    socket.on("error", reject);
+  });
+}
+
+/** A grpc.health.v1 Check with `creds` straight to `localhost:port`, on its own channel; resolves the status code. */
+export function healthCheckStatus(port: number, creds: ChannelCredentials): Promise<number> {
+  const client = new Client(`localhost:${port}`, creds);
+  return new Promise<number>((resolve) => {
+    client.makeUnaryRequest(
+      "/grpc.health.v1.Health/Check",
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      Buffer.alloc(0),
+      new Metadata(),
+      { deadline: Date.now() + 2_000 },
+      (err: ServiceError | null) => resolve(err?.code ?? status.OK),
+    );
+  }).finally(() => client.close());
 }

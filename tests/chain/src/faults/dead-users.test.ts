@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { freePort } from "@demo/rpc-kit/testing";
 import { leaksOf } from "../leaks.ts";
-import { freePort, type ServiceProcess, startService } from "../processes.ts";
+import { type ServiceProcess, startService } from "../processes.ts";
 import { countByCode, recoveryMs, sleep, steadyLoad } from "./steady-load.ts";
 
 const DEADLINE_MS = 1_000;

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { freePort } from "@demo/rpc-kit/testing";
 import { type DnsServer, startDnsServer } from "../dns-server.ts";
 import { leaksOf } from "../leaks.ts";
-import { freePort, type ServiceProcess, startService } from "../processes.ts";
+import { type ServiceProcess, startService } from "../processes.ts";
 import { countByCode, sleep, steadyLoad } from "./steady-load.ts";
 
 /** How often callers re-resolve; a replica drains for longer than this before it stops accepting. */
