@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createContextKey } from "@connectrpc/connect";
+import type { HopTiming } from "./server-timing.ts";
 
 /**
  * What an outbound call needs to know about the inbound call it is made for:
@@ -13,11 +14,18 @@ export interface CallScope {
   readonly signal: AbortSignal;
   /** Headers of the inbound call that outbound calls carry on (see fault-injection.ts). */
   readonly forwardedHeaders: Headers | undefined;
+  /** Where outbound calls put the hop timings their upstreams return (see hop-timing.ts); undefined when off. */
+  readonly hopTimings: HopTiming[] | undefined;
 }
 
 /** Where a server interceptor puts the headers that the handler's outbound calls must carry on. */
 export const forwardedHeadersKey = createContextKey<Headers | undefined>(undefined, {
   description: "rpc-kit headers forwarded to outbound calls",
+});
+
+/** Where the server-timing interceptor puts the list that collects the hop timings of a call's outbound calls. */
+export const hopTimingsKey = createContextKey<HopTiming[] | undefined>(undefined, {
+  description: "rpc-kit hop timings of outbound calls",
 });
 
 const storage = new AsyncLocalStorage<CallScope>();

@@ -12,6 +12,7 @@ import { BALANCING_POLICIES, type BalancingPolicy } from "./balancing.ts";
 import { type Config, parseTarget, setting } from "./config.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS } from "./deadline.ts";
 import { createGrpcTransport } from "./grpc-transport.ts";
+import { clientTimingInterceptor } from "./hop-timing.ts";
 import { clientMetricsInterceptor } from "./metrics.ts";
 import { DEFAULT_RETRY, type RetryOptions } from "./retry-policy.ts";
 import { tlsClientSettings, tlsFrom, tlsSettings } from "./tls.ts";
@@ -138,6 +139,7 @@ export function createClient<S extends DescService>(
     interceptors: [
       clientTracingInterceptor(normalized),
       clientMetricsInterceptor(normalized),
+      clientTimingInterceptor(normalized),
       ...(options.interceptors ?? []),
     ],
   });

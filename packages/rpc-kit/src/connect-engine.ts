@@ -5,13 +5,17 @@ import { create } from "@bufbuild/protobuf";
 import { createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { peerAddressKey } from "./call-context.ts";
+import { type CorsGate, createCorsGate } from "./cors.ts";
 import { clampTimeoutHeaders, createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
+import type { StaticSite } from "./static-site.ts";
 
 /**
  * The edge engine: @connectrpc/connect-node serving Connect (JSON and binary),
  * gRPC-Web and gRPC on one plaintext port, over HTTP/1.1 and h2c alike; plain
- * gRPC calls take rpc-kit's faster path (grpc-fast-path.ts).
+ * gRPC calls take rpc-kit's faster path (grpc-fast-path.ts). CORS is decided
+ * before any of them (cors.ts), and GET paths that are no RPC may serve a
+ * static site (static-site.ts).
  *
  * Node's http2 server refuses HTTP/1.1 without TLS, so each connection's
  * first bytes decide: the HTTP/2 preface goes to an http2 server, anything
@@ -27,6 +31,10 @@ export interface ConnectEngineOptions {
   readonly maxConcurrentStreams?: number;
   /** Largest request header block, in bytes: HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE and HTTP/1.1 maxHeaderSize. Default Node's. */
   readonly maxHeaderBytes?: number;
+  /** Decides cross-origin requests before the API sees them (cors.ts). Default: same origin only. */
+  readonly cors?: CorsGate;
+  /** Served for GET/HEAD paths that are not RPCs (static-site.ts). Default none: 404. */
+  readonly site?: StaticSite;
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -93,6 +101,7 @@ export function createConnectEngine(
     // A misspelt field is an error the caller should see, not a silently empty value.
     jsonOptions: { ignoreUnknownFields: false },
     contextValues: (req) => createContextValues().set(peerAddressKey, req.socket.remoteAddress),
+    ...(options.site && { fallback: options.site.serve }),
     routes(router) {
       for (const registration of registrations) {
         for (const spec of scopedMethodSpecs(registration)) {
@@ -101,8 +110,10 @@ export function createConnectEngine(
       }
     },
   });
-  // connect-node arms deadlines with setTimeout: clamp timeouts no timer holds (see clampTimeoutHeaders).
+  const cors = options.cors ?? createCorsGate({ corsAllowedOrigins: [] });
   const handler: typeof adapter = (req, res) => {
+    if (cors(req, res)) return;
+    // connect-node arms deadlines with setTimeout: clamp timeouts no timer holds (see clampTimeoutHeaders).
     clampTimeoutHeaders(req.headers);
     adapter(req, res);
   };

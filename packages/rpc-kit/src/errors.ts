@@ -14,7 +14,8 @@ import {
  *   translated (Google API guidance, "translate, don't relay"): NotFound and
  *   AlreadyExists keep their code, message and details; Unavailable and
  *   ResourceExhausted become Unavailable; DeadlineExceeded and Canceled keep
- *   their code; anything else (the upstream's InvalidArgument is our bug)
+ *   their code, with a message of our own (grpc-js writes the upstream's
+ *   address into its own, which must not reach a public caller); anything else (the upstream's InvalidArgument is our bug)
  *   becomes Internal. A handler that means to pass another code on says so
  *   with {@link relayUpstreamError}.
  * - Anything that is not a ConnectError becomes Internal with a safe message.
@@ -42,12 +43,13 @@ export function upstreamOriginOf(err: unknown): UpstreamOrigin | undefined {
   return err instanceof ConnectError ? upstreamOrigins.get(err) : undefined;
 }
 
-/** Codes an upstream error keeps when it escapes a handler. */
-const KEPT_UPSTREAM_CODES: ReadonlySet<Code> = new Set([
-  Code.NotFound,
-  Code.AlreadyExists,
-  Code.DeadlineExceeded,
-  Code.Canceled,
+/** Codes an upstream error keeps, with its message and details, when it escapes a handler. */
+const KEPT_UPSTREAM_CODES: ReadonlySet<Code> = new Set([Code.NotFound, Code.AlreadyExists]);
+
+/** Upstream codes passed on with these messages instead of the upstream's. */
+const OWN_MESSAGES: ReadonlyMap<Code, string> = new Map([
+  [Code.DeadlineExceeded, "deadline exceeded"],
+  [Code.Canceled, "the call was cancelled"],
 ]);
 
 /** The message sent for Internal errors, which never carry a cause's text. */
@@ -71,6 +73,10 @@ export function toCallerError(thrown: unknown): ConnectError {
 export function translateUpstreamError(err: ConnectError): ConnectError {
   if (err.code === Code.ResourceExhausted || err.code === Code.Unavailable) {
     return new ConnectError("a dependency is unavailable", Code.Unavailable, undefined, undefined, err);
+  }
+  const ownMessage = OWN_MESSAGES.get(err.code);
+  if (ownMessage !== undefined) {
+    return new ConnectError(ownMessage, err.code, undefined, undefined, err);
   }
   if (KEPT_UPSTREAM_CODES.has(err.code)) {
     return passOn(err);

@@ -24,6 +24,14 @@ export {
   type Setting,
   setting,
 } from "./config.ts";
+export {
+  CORS_ALLOWED_HEADERS,
+  CORS_EXPOSED_HEADERS,
+  type CorsSettings,
+  corsSettings,
+  ORIGIN_NOT_ALLOWED,
+  parseOrigin,
+} from "./cors.ts";
 export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS, outboundTimeoutMs } from "./deadline.ts";
 export {
   type FieldViolation,
@@ -53,7 +61,20 @@ export {
   serve,
   serverSettings,
 } from "./server.ts";
+export {
+  type CallTimings,
+  formatServerTiming,
+  type HopTiming,
+  parseServerTiming,
+  SERVER_TIMING,
+} from "./server-timing.ts";
 export { type ServiceRegistration, service } from "./service-registration.ts";
+export {
+  DEFAULT_CONTENT_SECURITY_POLICY,
+  loadStaticSite,
+  type StaticSite,
+  type StaticSiteOptions,
+} from "./static-site.ts";
 export { shutdownTelemetry, startTelemetry, type TelemetryOptions, telemetrySettings } from "./telemetry.ts";
 export {
   CertificateFiles,

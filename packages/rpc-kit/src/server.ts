@@ -6,10 +6,12 @@ import { type AdminRoutes, type AdminServer, createAdminServer } from "./admin-s
 import { type Authenticator, type AuthSettings, authInterceptor, createAuthenticator } from "./auth.ts";
 import { type Config, ConfigError, setting } from "./config.ts";
 import { type ConnectEngine, createConnectEngine } from "./connect-engine.ts";
+import { type CorsSettings, createCorsGate } from "./cors.ts";
 import { errorBoundary } from "./error-boundary.ts";
 import { faultInjectionInterceptor } from "./fault-injection.ts";
 import { createGrpcEngine } from "./grpc-engine.ts";
 import { createHealthService, HealthService, HealthState, ServingStatus } from "./health.ts";
+import { serverTimingInterceptor } from "./hop-timing.ts";
 import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./logger.ts";
 import { collectRuntimeMetrics, metricsRegistry, serverMetricsInterceptor } from "./metrics.ts";
 import { createRateLimiter, type RateLimitSettings, rateLimitInterceptor } from "./rate-limit.ts";
@@ -17,6 +19,7 @@ import { registerServiceSchemas } from "./redact.ts";
 import { rpcLogInterceptor } from "./rpc-log.ts";
 import { type ServiceRegistration, service } from "./service-registration.ts";
 import { onShutdownSignals } from "./shutdown-signals.ts";
+import type { StaticSite } from "./static-site.ts";
 import { shutdownTelemetry } from "./telemetry.ts";
 import { tlsFrom, tlsSettings } from "./tls.ts";
 import { serverTracingInterceptor } from "./tracing.ts";
@@ -57,6 +60,11 @@ export function serverSettings(defaults: { port: number; adminPort: number }) {
       "FAULT_INJECTION",
       false,
       "honour x-fault-delay-ms/x-fault-target request headers (demos and drills only)",
+    ),
+    serverTiming: setting.bool(
+      "SERVER_TIMING",
+      true,
+      "answer each call with a server-timing trailer naming every hop it crossed and its time there; turn off where callers must not see the services behind the edge",
     ),
     maxConnectionAgeMs: setting.int(
       "MAX_CONNECTION_AGE_MS",
@@ -109,6 +117,10 @@ export interface ServeOptions {
   readonly auth?: AuthSettings;
   /** The per-client rate limit (rate-limit.ts), from `rateLimitSettings()`; for the edge. Default none. */
   readonly rateLimit?: RateLimitSettings;
+  /** CORS for the connect engine, from the settings of `corsSettings()`. Default: same origin only. */
+  readonly cors?: CorsSettings;
+  /** A static site the connect engine serves beside the API, e.g. a demo page (`loadStaticSite()`). */
+  readonly site?: StaticSite;
   /** Extra admin routes. */
   readonly adminRoutes?: AdminRoutes;
   /** The client upstreams closed at shutdown and shown at /debug/rpc. Default the process-wide pool. */
@@ -156,6 +168,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   if (tls && options.engine === "connect") {
     logger.info("the TLS files serve this process's clients; its public port stays plain (TLS ends at the ingress)");
   }
+  if (options.engine !== "connect" && (options.cors !== undefined || options.site !== undefined)) {
+    throw new Error(`${name}: cors and site are served by the connect engine only (engine: "connect")`);
+  }
   const health = new HealthState();
   const forceStop = new AbortController();
   collectRuntimeMetrics();
@@ -175,6 +190,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   // the log line is written inside the span, so it carries its trace id.
   const interceptors = [
     serverTracingInterceptor(options.engine ?? "grpc"),
+    ...(settings.serverTiming ? [serverTimingInterceptor(name)] : []),
     serverMetricsInterceptor(),
     rpcLogInterceptor(logger),
     errorBoundary,
@@ -201,6 +217,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
               readMaxBytes: settings.maxMessageBytes,
               maxConcurrentStreams: settings.maxConcurrentStreams,
               maxHeaderBytes: settings.maxHeaderBytes,
+              ...(options.cors && { cors: createCorsGate(options.cors) }),
+              ...(options.site && { site: options.site }),
             }),
           )
         : grpcListener(

@@ -1,6 +1,12 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type HandlerContext, type MethodImplSpec, type ServiceImpl } from "@connectrpc/connect";
-import { type CallScope, forwardedHeadersKey, iterateInCallScope, runInCallScope } from "./call-scope.ts";
+import {
+  type CallScope,
+  forwardedHeadersKey,
+  hopTimingsKey,
+  iterateInCallScope,
+  runInCallScope,
+} from "./call-scope.ts";
 
 /** A service and its handlers, written once in the Connect shape and servable on either engine. */
 export interface ServiceRegistration {
@@ -20,6 +26,7 @@ export function callScopeOf(ctx: HandlerContext): CallScope {
     deadline: remaining === undefined ? undefined : Date.now() + remaining,
     signal: ctx.signal,
     forwardedHeaders: ctx.values.get(forwardedHeadersKey),
+    hopTimings: ctx.values.get(hopTimingsKey),
   };
 }
 

@@ -92,6 +92,7 @@ export function testServerSettings(overrides: Partial<ServerSettings> = {}): Ser
     drainDelayMs: 0,
     shutdownTimeoutMs: 2_000,
     faultInjection: false,
+    serverTiming: true,
     maxConnectionAgeMs: 0,
     tlsCertFile: undefined,
     tlsKeyFile: undefined,

@@ -1,0 +1,153 @@
+import { isIP } from "node:net";
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { context, isSpanContextValid, TraceFlags, trace } from "@opentelemetry/api";
+import { currentCallScope, hopTimingsKey } from "./call-scope.ts";
+import { formatServerTiming, type HopTiming, outcomeCode, parseServerTiming, SERVER_TIMING } from "./server-timing.ts";
+
+/**
+ * Collects and returns the `server-timing` trailer (server-timing.ts): the
+ * server interceptor times its own hop and answers with it followed by the
+ * hops its outbound calls reported; the client interceptor gathers those
+ * reports (or times an upstream that sent none) into the inbound call's list.
+ */
+
+/** `00-<trace id>-<span id>-01` of the active span, when it is sampled. */
+function activeTraceparent(): string | undefined {
+  const span = trace.getSpan(context.active());
+  const sc = span?.spanContext();
+  if (sc === undefined || !isSpanContextValid(sc) || (sc.traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
+  return `00-${sc.traceId}-${sc.spanId}-01`;
+}
+
+/**
+ * Calls `end` once when a stream ends: after its last message, on its error
+ * (which `end` may replace), or when its reader leaves early.
+ */
+async function* onStreamEnd<T>(messages: AsyncIterable<T>, end: (err: unknown) => unknown): AsyncGenerator<T> {
+  let ended = false;
+  try {
+    yield* messages;
+    ended = true;
+    end(undefined);
+  } catch (err) {
+    ended = true;
+    throw end(err);
+  } finally {
+    if (!ended) end(new ConnectError("the reader stopped early", Code.Canceled));
+  }
+}
+
+/**
+ * Server interceptor: answers every call with a `server-timing` trailer (on
+ * errors, in the error's metadata, which every protocol sends as trailers).
+ * Runs inside the tracing interceptor, so the trace it names is the call's.
+ */
+export function serverTimingInterceptor(serviceName: string): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const traceparent = activeTraceparent();
+    const upstream: HopTiming[] = [];
+    req.contextValues.set(hopTimingsKey, upstream);
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const value = (err: unknown) =>
+      formatServerTiming({
+        ...(traceparent !== undefined && { traceparent }),
+        hops: [
+          {
+            service: serviceName,
+            method,
+            durationMs: performance.now() - started,
+            code: outcomeCode(err),
+            byCaller: false,
+          },
+          ...upstream,
+        ],
+      });
+    const withTiming = (err: unknown) => {
+      const e = ConnectError.from(err);
+      e.metadata.set(SERVER_TIMING, value(e));
+      return e;
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw withTiming(err);
+    }
+    if (!res.stream) {
+      res.trailer.set(SERVER_TIMING, value(undefined));
+      return res;
+    }
+    const trailer = res.trailer;
+    return {
+      ...res,
+      message: onStreamEnd(res.message, (err) => {
+        if (err !== undefined) return withTiming(err);
+        trailer.set(SERVER_TIMING, value(undefined));
+        return undefined;
+      }),
+    } as StreamResponse;
+  };
+}
+
+/**
+ * Client interceptor: adds the hops an upstream reported to the list of the
+ * inbound call being served (nothing outside one). An upstream that answered
+ * with no timing, or not at all, is one hop timed here and named `target`.
+ */
+export function clientTimingInterceptor(target: string): Interceptor {
+  const upstreamName = nameOf(target);
+  return (next) => async (req) => {
+    const hops = currentCallScope()?.hopTimings;
+    if (hops === undefined) return next(req);
+    const started = performance.now();
+    const method = `${req.service.typeName}/${req.method.name}`;
+    let recorded = false;
+    const record = (source: Headers | undefined, err: unknown) => {
+      if (recorded) return;
+      recorded = true;
+      const reported = parseServerTiming(source?.get(SERVER_TIMING)).hops;
+      if (reported.length > 0) hops.push(...reported);
+      else
+        hops.push({
+          service: upstreamName,
+          method,
+          durationMs: performance.now() - started,
+          code: outcomeCode(err),
+          byCaller: true,
+        });
+    };
+    const metadataOf = (err: unknown) => (err instanceof ConnectError ? err.metadata : undefined);
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      record(metadataOf(err), err);
+      throw err;
+    }
+    if (!res.stream) {
+      record(res.trailer, undefined);
+      return res;
+    }
+    const streamed = res;
+    return {
+      ...res,
+      message: onStreamEnd(res.message, (err) => {
+        record(err === undefined ? streamed.trailer : metadataOf(err), err);
+        return err;
+      }),
+    } as StreamResponse;
+  };
+}
+
+/**
+ * What to call an upstream that gave no timing of its own: its DNS name
+ * (`users`, `users.rpc-chain.svc.cluster.local`), or the whole address when
+ * that says nothing (`localhost:50051`, an IP, a static list).
+ */
+function nameOf(target: string): string {
+  const address = target.replace(/^(dns|static):\/\/\//, "");
+  const host = address.replace(/:\d+$/, "");
+  const vague = target.startsWith("static:") || host === "localhost" || isIP(host.replace(/^\[|\]$/g, "")) !== 0;
+  return vague ? address : host;
+}
