@@ -4,8 +4,10 @@ import {
   authSettings,
   clientOptionsFrom,
   clientSettings,
+  corsSettings,
   createClient,
   loadConfigOrExit,
+  loadStaticSite,
   rateLimitSettings,
   serve,
   serverSettings,
@@ -14,6 +16,7 @@ import {
   startTelemetry,
   telemetrySettings,
 } from "@demo/rpc-kit";
+import { siteDir } from "@demo/web";
 import { createGatewayService } from "./service.ts";
 
 const config = loadConfigOrExit("gateway", {
@@ -22,6 +25,7 @@ const config = loadConfigOrExit("gateway", {
   ...serverSettings({ port: 8080, adminPort: 9080 }),
   ...authSettings(),
   ...rateLimitSettings(),
+  ...corsSettings(),
   profilesAddr: setting.target("PROFILES_ADDR", "localhost:50052", "address of the profiles service"),
   rpcTimeoutMs: setting.int("RPC_TIMEOUT_MS", 3_000, "default deadline of calls to profiles", { min: 1 }),
 });
@@ -39,5 +43,8 @@ await serve({
   settings: config,
   auth: config,
   rateLimit: config,
+  cors: config,
+  // The demo page at /, built by @demo/web.
+  site: loadStaticSite(siteDir),
   services: [service(GatewayService, createGatewayService({ profiles }))],
 });
