@@ -116,6 +116,27 @@ describe("docker-compose: the three services in containers", () => {
       for (const id of ["u-1", "u-2", "u-3"]) assert.ok(text.includes(`"id":"${id}"`), `stream has ${id}`);
     }));
 
+  it("serves the demo page from the gateway's image, and every hop of a call by its compose name", () =>
+    withLogs(async () => {
+      const page = await fetch(`http://127.0.0.1:${gatewayPort}/`);
+      assert.equal(page.status, 200);
+      assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
+      assert.match(page.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+      const script = /src="(\/assets\/main-[A-Z0-9]{8}\.js)"/.exec(await page.text())?.[1];
+      assert.ok(script, "the page links its script");
+      const js = await fetch(`http://127.0.0.1:${gatewayPort}${script}`);
+      assert.equal(js.status, 200);
+      assert.equal(js.headers.get("cache-control"), "public, max-age=31536000, immutable");
+      await js.arrayBuffer();
+
+      const res = await call("GetProfile", { userId: "u-1" });
+      await res.arrayBuffer();
+      const hops = [...(res.headers.get("trailer-server-timing") ?? "").matchAll(/(?:^|, )([\w.-]+);dur=/g)].map(
+        (m) => m[1],
+      );
+      assert.deepEqual(hops, ["gateway", "profiles", "users"]);
+    }));
+
   it("finishes the calls profiles accepted when it gets SIGTERM from docker stop", () =>
     withLogs(async () => {
       const outcomes: string[] = [];
