@@ -10,7 +10,8 @@ import type { EdgeRequest, EdgeResponse } from "./edge-http.ts";
  * (the demo page): read once at start, so a request never touches the file
  * system and no path can escape the directory.
  *
- * - `/` is `index.html`; other paths are files by exact name; 404 otherwise.
+ * - GET and HEAD only. `/` is `index.html`; other paths are files by exact
+ *   name; 404 otherwise (for other methods too: they are RPCs to no route).
  * - Content-hashed files (`name-HASH8.ext`, as the page's build names them)
  *   are cached for a year, `immutable`; everything else is revalidated
  *   (`no-cache` + ETag → 304).
@@ -67,7 +68,7 @@ interface Asset {
 export interface StaticSite {
   /** URL paths served, sorted: `/`, `/assets/main-4F2KQ7ZD.js`, … */
   readonly paths: readonly string[];
-  /** Answers a GET or HEAD for one of `paths`; 404, 405 otherwise. */
+  /** Answers a GET or HEAD for one of `paths`; 404 otherwise. */
   serve(req: EdgeRequest, res: EdgeResponse): void;
 }
 
@@ -101,16 +102,10 @@ export function loadStaticSite(dir: string | URL, options: StaticSiteOptions = {
   return {
     paths,
     serve(req, res) {
-      const found = assets.get(pathOf(req.url ?? "/"));
-      if (req.method !== "GET" && req.method !== "HEAD") {
-        res.writeHead(found ? 405 : 404, {
-          ...(found && { allow: "GET, HEAD" }),
-          "content-type": "text/plain; charset=utf-8",
-          "x-content-type-options": "nosniff",
-        });
-        res.end(found ? "method not allowed\n" : "not found\n");
-        return;
-      }
+      // Only GET and HEAD ask for the site. Anything else at this port is an RPC to an
+      // unknown route, and gets the API's answer to those: 404 (gRPC clients read it as
+      // Unimplemented; a 405 would read as Unknown).
+      const found = req.method === "GET" || req.method === "HEAD" ? assets.get(pathOf(req.url ?? "/")) : undefined;
       if (found === undefined) {
         res.writeHead(404, { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" });
         if (req.method === "HEAD") res.end();

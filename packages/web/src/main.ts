@@ -84,6 +84,7 @@ interface Outcome {
  * error's metadata (headers and trailers) on failure.
  */
 async function run(
+  statusId: string,
   method: string,
   call: (client: (typeof clients)[Protocol], options: CallOptions) => Promise<Node[]>,
   options: CallOptions = {},
@@ -117,7 +118,7 @@ async function run(
       result: describeError(err),
     };
   }
-  show(outcome);
+  show(outcome, statusId);
 }
 
 function describeError(err: ConnectError): Node[] {
@@ -202,11 +203,19 @@ function traceLine(timings: CallTimings): Node | undefined {
   );
 }
 
-function show(o: Outcome): void {
+let callsShown = 0;
+
+/**
+ * Adds the call to the list, newest first, and says in one line beside the
+ * button what happened (announced to screen readers), linking to the details:
+ * on a phone the list is far below.
+ */
+function show(o: Outcome, statusId: string): void {
   const code = codeName(o.code);
+  const id = `call-${++callsShown}`;
   const item = h(
     "li",
-    { class: "call", "data-method": o.method, "data-code": code, "data-protocol": o.protocol },
+    { class: "call", id, "data-method": o.method, "data-code": code, "data-protocol": o.protocol },
     h(
       "div",
       { class: "call-head" },
@@ -221,6 +230,11 @@ function show(o: Outcome): void {
   );
   byId("calls").prepend(item);
   byId("calls-empty").hidden = true;
+  const hops = o.timings.hops.length;
+  byId(statusId).replaceChildren(
+    `${o.method}: ${code} in ${ms(o.elapsedMs)}${hops > 0 ? `, ${hops} ${hops === 1 ? "hop" : "hops"}` : ""} · `,
+    h("a", { href: `#${id}` }, "details"),
+  );
 }
 
 /** Disables a button while its call runs, so a double click is one call. */
@@ -254,8 +268,9 @@ function field(form: HTMLFormElement, name: string): string {
   return String(new FormData(form).get(name) ?? "");
 }
 
-const getProfile = (userId: string, extra: CallOptions = {}) =>
+const getProfile = (statusId: string, userId: string, extra: CallOptions = {}) =>
   run(
+    statusId,
     "GetProfile",
     async (client, options) => {
       const { profile } = await client.getProfile({ userId }, options);
@@ -264,8 +279,9 @@ const getProfile = (userId: string, extra: CallOptions = {}) =>
     { headers: baseHeaders(), ...extra },
   );
 
-const createUser = (name: string, email: string) =>
+const createUser = (statusId: string, name: string, email: string) =>
   run(
+    statusId,
     "CreateUser",
     async (client, options) => {
       const { user } = await client.createUser({ name, email }, options);
@@ -274,15 +290,16 @@ const createUser = (name: string, email: string) =>
     { headers: baseHeaders() },
   );
 
-onSubmit("lookup", (form) => getProfile(field(form, "userId").trim()));
-onSubmit("create", (form) => createUser(field(form, "name"), field(form, "email")));
-onClick("not-found", () => getProfile(UNKNOWN_ID));
-onClick("bad-email", () => createUser("Bad Email", "not-an-email"));
+onSubmit("lookup", (form) => getProfile("lookup-status", field(form, "userId").trim()));
+onSubmit("create", (form) => createUser("create-status", field(form, "name"), field(form, "email")));
+onClick("not-found", () => getProfile("failures-status", UNKNOWN_ID));
+onClick("bad-email", () => createUser("failures-status", "Bad Email", "not-an-email"));
 
 onClick("stream", async () => {
   const list = byId("profiles");
   list.replaceChildren();
   await run(
+    "stream-status",
     "ListProfiles",
     async (client, options) => {
       let count = 0;
@@ -307,5 +324,5 @@ onSubmit("deadline", (form) => {
   // the hops. The page stops waiting a little after the deadline regardless.
   if (protocol() === "connect") headers.set("connect-timeout-ms", String(deadlineMs));
   else headers.set("grpc-timeout", `${deadlineMs}m`);
-  return getProfile("u-1", { headers, signal: AbortSignal.timeout(deadlineMs + DEADLINE_GRACE_MS) });
+  return getProfile("failures-status", "u-1", { headers, signal: AbortSignal.timeout(deadlineMs + DEADLINE_GRACE_MS) });
 });

@@ -141,6 +141,13 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assertNested(hops);
         assert.ok((await elapsedMs(call)) >= (hops[0] as Hop).ms, "end to end includes the gateway's time");
         assert.match((await call.locator("[data-trace-id]").textContent()) ?? "", /^[0-9a-f]{32}$/);
+        // Beside the button, one line (a live region) says what happened and links to the details.
+        const status = page.getByRole("region", { name: "Look up a profile" }).getByRole("status");
+        assert.match((await status.textContent()) ?? "", /^GetProfile: ok in [\d.]+ ms, 3 hops · details$/);
+        assert.equal(
+          await status.getByRole("link", { name: "details" }).getAttribute("href"),
+          `#${await call.getAttribute("id")}`,
+        );
       });
 
       it("shows NotFound for an unknown id, at every hop", async () => {
@@ -224,6 +231,10 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assert.equal(await call.getAttribute("data-code"), "deadline_exceeded");
         const elapsed = await elapsedMs(call);
         assert.ok(elapsed < delayMs, `answered at the deadline (${elapsed} ms), not after the delay`);
+        assert.match(
+          (await page.getByRole("region", { name: "Failure cases" }).getByRole("status").textContent()) ?? "",
+          /^GetProfile: deadline_exceeded in /,
+        );
         const hops = await hopsOf(call);
         // users never answers: whoever called it last timed it. That is profiles, or, when
         // profiles' answer is later than the gateway's own deadline for it (each hop keeps
