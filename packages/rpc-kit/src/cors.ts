@@ -2,7 +2,7 @@ import { cors as connectCors } from "@connectrpc/connect";
 import type { Config, Setting } from "./config.ts";
 import type { EdgeRequest, EdgeResponse } from "./edge-http.ts";
 import { FAULT_DELAY_HEADER, FAULT_TARGET_HEADER } from "./fault-injection.ts";
-import { SERVER_TIMING } from "./server-timing.ts";
+import { SERVER_TIMING, SERVER_TIMING_REQUEST } from "./server-timing.ts";
 
 /**
  * CORS for the edge: pages from the origins in CORS_ALLOWED_ORIGINS may call
@@ -15,7 +15,7 @@ import { SERVER_TIMING } from "./server-timing.ts";
 
 export const ORIGIN_NOT_ALLOWED = "origin not allowed";
 
-/** Request headers a page may send: Connect's and gRPC-Web's, credentials, trace context, fault injection. */
+/** Request headers a page may send: Connect's and gRPC-Web's, credentials, trace context, fault injection, the ask for hop timings. */
 export const CORS_ALLOWED_HEADERS = [
   ...connectCors.allowedHeaders,
   "Authorization",
@@ -24,6 +24,7 @@ export const CORS_ALLOWED_HEADERS = [
   "Baggage",
   FAULT_DELAY_HEADER,
   FAULT_TARGET_HEADER,
+  SERVER_TIMING_REQUEST,
 ];
 
 /** Response headers a page may read: the status of gRPC-Web, and the hop timings in either place. */

@@ -1,15 +1,25 @@
 import { isIP } from "node:net";
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import { context, isSpanContextValid, TraceFlags, trace } from "@opentelemetry/api";
-import { currentCallScope, hopTimingsKey } from "./call-scope.ts";
-import { formatServerTiming, type HopTiming, outcomeCode, parseServerTiming, SERVER_TIMING } from "./server-timing.ts";
+import { currentCallScope, forwardedHeadersKey, hopTimingsKey } from "./call-scope.ts";
+import {
+  formatServerTiming,
+  type HopTiming,
+  outcomeCode,
+  parseServerTiming,
+  SERVER_TIMING,
+  SERVER_TIMING_REQUEST,
+} from "./server-timing.ts";
 
 /**
- * Collects and returns the `server-timing` trailer (server-timing.ts): the
- * server interceptor times its own hop and answers with it followed by the
+ * Collects and returns the `server-timing` trailer (server-timing.ts) for
+ * calls that ask for it: the server interceptor times its own hop and answers with it followed by the
  * hops its outbound calls reported; the client interceptor gathers those
  * reports (or times an upstream that sent none) into the inbound call's list.
  */
+
+/** The values of `x-server-timing` that ask for the trailer. */
+const ASKED = /^(on|1|true)$/i;
 
 /** `00-<trace id>-<span id>-01` of the active span, when it is sampled. */
 function activeTraceparent(): string | undefined {
@@ -38,16 +48,22 @@ async function* onStreamEnd<T>(messages: AsyncIterable<T>, end: (err: unknown) =
 }
 
 /**
- * Server interceptor: answers every call with a `server-timing` trailer (on
- * errors, in the error's metadata, which every protocol sends as trailers).
+ * Server interceptor: answers a call that asks (`x-server-timing: on`) with a
+ * `server-timing` trailer (on errors, in the error's metadata, which every
+ * protocol sends as trailers), and passes the ask on to its outbound calls.
  * Runs inside the tracing interceptor, so the trace it names is the call's.
  */
 export function serverTimingInterceptor(serviceName: string): Interceptor {
   return (next) => async (req) => {
+    if (!ASKED.test(req.header.get(SERVER_TIMING_REQUEST) ?? "")) return next(req);
     const started = performance.now();
     const traceparent = activeTraceparent();
     const upstream: HopTiming[] = [];
     req.contextValues.set(hopTimingsKey, upstream);
+    // Added to what an outer interceptor forwards already.
+    const forwarded = new Headers(req.contextValues.get(forwardedHeadersKey));
+    forwarded.set(SERVER_TIMING_REQUEST, "on");
+    req.contextValues.set(forwardedHeadersKey, forwarded);
     const method = `${req.service.typeName}/${req.method.name}`;
     const value = (err: unknown) =>
       formatServerTiming({

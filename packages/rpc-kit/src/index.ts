@@ -67,6 +67,7 @@ export {
   type HopTiming,
   parseServerTiming,
   SERVER_TIMING,
+  SERVER_TIMING_REQUEST,
 } from "./server-timing.ts";
 export { type ServiceRegistration, service } from "./service-registration.ts";
 export {

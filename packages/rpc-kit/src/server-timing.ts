@@ -3,9 +3,10 @@ import { codeToString } from "./codes.ts";
 
 /**
  * The `server-timing` trailer: each hop a call crossed, with its time there
- * and how it ended, returned to the caller in the standard Server-Timing
- * syntax. Every server appends its own entry to those its upstreams
- * returned, so the edge's caller sees the whole chain:
+ * and how it ended, returned to a caller that asks for it (request header
+ * `x-server-timing: on`) in the standard Server-Timing syntax. Every server
+ * appends its own entry to those its upstreams returned, so the edge's
+ * caller sees the whole chain:
  *
  *     traceparent;desc="00-4bf9…-00f0…-01",
  *     gateway;dur=12.4;desc="demo.gateway.v1.GatewayService/GetProfile";code=ok,
@@ -18,6 +19,12 @@ import { codeToString } from "./codes.ts";
  */
 
 export const SERVER_TIMING = "server-timing";
+/**
+ * The request header that asks for it, passed on to every hop. Calls that do
+ * not ask cost nothing: timing every call was measured at +10-15% CPU per
+ * hop (unique trailers defeat HPACK, and each hop parses its upstream's).
+ */
+export const SERVER_TIMING_REQUEST = "x-server-timing";
 
 /** One hop of a call. */
 export interface HopTiming {

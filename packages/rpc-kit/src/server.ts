@@ -64,7 +64,7 @@ export function serverSettings(defaults: { port: number; adminPort: number }) {
     serverTiming: setting.bool(
       "SERVER_TIMING",
       true,
-      "answer each call with a server-timing trailer naming every hop it crossed and its time there; turn off where callers must not see the services behind the edge",
+      "answer calls that send x-server-timing: on with a server-timing trailer naming every hop they crossed and the time there; off where callers must not see the services behind the edge",
     ),
     maxConnectionAgeMs: setting.int(
       "MAX_CONNECTION_AGE_MS",

@@ -16,7 +16,7 @@ import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import type { Profile } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import type { User } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
-import { type CallTimings, parseServerTiming, SERVER_TIMING } from "@demo/rpc-kit/server-timing";
+import { type CallTimings, parseServerTiming, SERVER_TIMING, SERVER_TIMING_REQUEST } from "@demo/rpc-kit/server-timing";
 
 type Protocol = "connect" | "grpc-web";
 
@@ -57,7 +57,8 @@ function protocol(): Protocol {
 }
 
 function baseHeaders(): Headers {
-  const headers = new Headers();
+  // Ask every hop for its timing (rpc-kit answers only the calls that ask).
+  const headers = new Headers({ [SERVER_TIMING_REQUEST]: "on" });
   const token = byId<HTMLInputElement>("token").value.trim();
   if (token) headers.set("authorization", `Bearer ${token}`);
   return headers;
@@ -160,7 +161,7 @@ function hopList(timings: CallTimings): Node {
     return h(
       "p",
       { class: "meta" },
-      "No hop timings came back: the gateway sends them only with SERVER_TIMING=on, and only if it answered.",
+      "No hop timings came back: the gateway sends them only with SERVER_TIMING=on (the default), and only if it answered.",
     );
   }
   const longest = Math.max(...timings.hops.map((hop) => hop.durationMs), 0.001);

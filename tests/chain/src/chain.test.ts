@@ -8,7 +8,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
-import { parseServerTiming, SERVER_TIMING } from "@demo/rpc-kit";
+import { parseServerTiming, SERVER_TIMING, SERVER_TIMING_REQUEST } from "@demo/rpc-kit";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { leaksOf } from "./leaks.ts";
@@ -99,19 +99,24 @@ describe("the chain gateway → profiles → users, as three processes", () => {
     assert.deepEqual(viaGrpc, ids);
   });
 
-  it("answers every call with its hops in a server-timing trailer, on Connect and gRPC alike", async () => {
+  it("answers a call that asks with its hops in a server-timing trailer, on Connect and gRPC alike", async () => {
     const connect = createClient(
       GatewayService,
       createConnectTransport({ baseUrl: chain.baseUrl, httpVersion: "1.1" }),
     );
     const services = (value: string | null) => parseServerTiming(value).hops.map((h) => `${h.service}:${h.code}`);
+    const headers = { [SERVER_TIMING_REQUEST]: "on" };
     for (const client of [connect, grpcClient]) {
+      let unasked: string | null | undefined;
+      await client.getProfile({ userId: "u-1" }, { onTrailer: (t) => (unasked = t.get(SERVER_TIMING)) });
+      assert.equal(unasked, null, "a call that does not ask gets no timing (and costs none)");
+
       let unary: string | null = null;
-      await client.getProfile({ userId: "u-1" }, { onTrailer: (t) => (unary = t.get(SERVER_TIMING)) });
+      await client.getProfile({ userId: "u-1" }, { headers, onTrailer: (t) => (unary = t.get(SERVER_TIMING)) });
       assert.deepEqual(services(unary), ["gateway:ok", "profiles:ok", "users:ok"]);
       assert.match(parseServerTiming(unary).traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
 
-      const err = await client.getProfile({ userId: "u-404" }).catch((e: unknown) => ConnectError.from(e));
+      const err = await client.getProfile({ userId: "u-404" }, { headers }).catch((e: unknown) => ConnectError.from(e));
       assert.ok(err instanceof ConnectError);
       assert.deepEqual(services(err.metadata.get(SERVER_TIMING)), [
         "gateway:not_found",
@@ -120,7 +125,7 @@ describe("the chain gateway → profiles → users, as three processes", () => {
       ]);
 
       let stream: string | null = null;
-      for await (const _ of client.listProfiles({}, { onTrailer: (t) => (stream = t.get(SERVER_TIMING)) })) {
+      for await (const _ of client.listProfiles({}, { headers, onTrailer: (t) => (stream = t.get(SERVER_TIMING)) })) {
         // drained
       }
       const hops = parseServerTiming(stream).hops;

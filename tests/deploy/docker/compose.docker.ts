@@ -129,7 +129,7 @@ describe("docker-compose: the three services in containers", () => {
       assert.equal(js.headers.get("cache-control"), "public, max-age=31536000, immutable");
       await js.arrayBuffer();
 
-      const res = await call("GetProfile", { userId: "u-1" });
+      const res = await call("GetProfile", { userId: "u-1" }, { "x-server-timing": "on" });
       await res.arrayBuffer();
       const hops = [...(res.headers.get("trailer-server-timing") ?? "").matchAll(/(?:^|, )([\w.-]+);dur=/g)].map(
         (m) => m[1],

@@ -367,7 +367,11 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         try {
           const res = await fetch(url, {
             method: "POST",
-            headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+            headers: {
+              "content-type": "application/json",
+              "connect-protocol-version": "1",
+              "x-server-timing": "on",
+            },
             body: JSON.stringify({ userId: "u-1" }),
           });
           return { status: res.status, body: await res.text(), timing: res.headers.get("trailer-server-timing") };
