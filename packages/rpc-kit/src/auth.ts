@@ -4,7 +4,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose";
-import { forwardedHeadersKey } from "./call-scope.ts";
+import { forwardHeaders } from "./call-scope.ts";
 import { type Config, ConfigError, type Setting, setting } from "./config.ts";
 import { requestLogger } from "./rpc-log.ts";
 
@@ -306,9 +306,7 @@ export function authInterceptor(auth: Authenticator): Interceptor {
     const result = await auth.verify(token);
     if ("reason" in result) return refuse(result.reason);
     req.contextValues.set(identityKey, result.identity);
-    const forwarded = new Headers(req.contextValues.get(forwardedHeadersKey));
-    forwarded.set("authorization", `Bearer ${token}`);
-    req.contextValues.set(forwardedHeadersKey, forwarded);
+    forwardHeaders(req.contextValues, { authorization: `Bearer ${token}` });
     return next(req);
   };
 }

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { createContextKey } from "@connectrpc/connect";
+import { type ContextValues, createContextKey } from "@connectrpc/connect";
 import type { HopTiming } from "./server-timing.ts";
 
 /**
@@ -22,6 +22,17 @@ export interface CallScope {
 export const forwardedHeadersKey = createContextKey<Headers | undefined>(undefined, {
   description: "rpc-kit headers forwarded to outbound calls",
 });
+
+/**
+ * Makes the handler's outbound calls carry `headers` on, added to what other
+ * interceptors forward already (the caller's verified token, fault injection,
+ * the ask for hop timings).
+ */
+export function forwardHeaders(values: ContextValues, headers: Readonly<Record<string, string>>): void {
+  const forwarded = new Headers(values.get(forwardedHeadersKey));
+  for (const [name, value] of Object.entries(headers)) forwarded.set(name, value);
+  values.set(forwardedHeadersKey, forwarded);
+}
 
 /** Where the server-timing interceptor puts the list that collects the hop timings of a call's outbound calls. */
 export const hopTimingsKey = createContextKey<HopTiming[] | undefined>(undefined, {

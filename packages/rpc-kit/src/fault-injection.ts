@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { forwardedHeadersKey } from "./call-scope.ts";
+import { forwardHeaders } from "./call-scope.ts";
 
 /**
  * Opt-in fault injection for demos and drills (FAULT_INJECTION=on): a
@@ -27,11 +27,7 @@ export function faultInjectionInterceptor(serviceName: string): Interceptor {
       );
     }
     const target = req.header.get(FAULT_TARGET_HEADER) ?? "";
-    // Added to what an outer interceptor forwards already (the caller's verified token).
-    const forwarded = new Headers(req.contextValues.get(forwardedHeadersKey));
-    forwarded.set(FAULT_DELAY_HEADER, String(delayMs));
-    forwarded.set(FAULT_TARGET_HEADER, target);
-    req.contextValues.set(forwardedHeadersKey, forwarded);
+    forwardHeaders(req.contextValues, { [FAULT_DELAY_HEADER]: String(delayMs), [FAULT_TARGET_HEADER]: target });
     if (target === serviceName) await sleep(delayMs, req.signal);
     return next(req);
   };

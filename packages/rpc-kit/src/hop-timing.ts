@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
 import { context, isSpanContextValid, TraceFlags, trace } from "@opentelemetry/api";
-import { currentCallScope, forwardedHeadersKey, hopTimingsKey } from "./call-scope.ts";
+import { currentCallScope, forwardHeaders, hopTimingsKey } from "./call-scope.ts";
 import {
   formatServerTiming,
   type HopTiming,
@@ -10,6 +10,7 @@ import {
   SERVER_TIMING,
   SERVER_TIMING_REQUEST,
 } from "./server-timing.ts";
+import { onStreamEnd } from "./stream-end.ts";
 
 /**
  * Collects and returns the `server-timing` trailer (server-timing.ts) for
@@ -30,24 +31,6 @@ function activeTraceparent(): string | undefined {
 }
 
 /**
- * Calls `end` once when a stream ends: after its last message, on its error
- * (which `end` may replace), or when its reader leaves early.
- */
-async function* onStreamEnd<T>(messages: AsyncIterable<T>, end: (err: unknown) => unknown): AsyncGenerator<T> {
-  let ended = false;
-  try {
-    yield* messages;
-    ended = true;
-    end(undefined);
-  } catch (err) {
-    ended = true;
-    throw end(err);
-  } finally {
-    if (!ended) end(new ConnectError("the reader stopped early", Code.Canceled));
-  }
-}
-
-/**
  * Server interceptor: answers a call that asks (`x-server-timing: on`) with a
  * `server-timing` trailer (on errors, in the error's metadata, which every
  * protocol sends as trailers), and passes the ask on to its outbound calls.
@@ -60,10 +43,7 @@ export function serverTimingInterceptor(serviceName: string): Interceptor {
     const traceparent = activeTraceparent();
     const upstream: HopTiming[] = [];
     req.contextValues.set(hopTimingsKey, upstream);
-    // Added to what an outer interceptor forwards already.
-    const forwarded = new Headers(req.contextValues.get(forwardedHeadersKey));
-    forwarded.set(SERVER_TIMING_REQUEST, "on");
-    req.contextValues.set(forwardedHeadersKey, forwarded);
+    forwardHeaders(req.contextValues, { [SERVER_TIMING_REQUEST]: "on" });
     const method = `${req.service.typeName}/${req.method.name}`;
     const value = (err: unknown) =>
       formatServerTiming({
@@ -148,10 +128,7 @@ export function clientTimingInterceptor(target: string): Interceptor {
     const streamed = res;
     return {
       ...res,
-      message: onStreamEnd(res.message, (err) => {
-        record(err === undefined ? streamed.trailer : metadataOf(err), err);
-        return err;
-      }),
+      message: onStreamEnd(res.message, (err) => record(err === undefined ? streamed.trailer : metadataOf(err), err)),
     } as StreamResponse;
   };
 }

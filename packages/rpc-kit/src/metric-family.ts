@@ -62,8 +62,8 @@ export interface CounterSeries {
   value: number;
 }
 
-export class CounterFamily extends Family<CounterSeries> {
-  readonly type = "counter";
+/** A family whose series are one number each: counters and gauges. */
+abstract class ValueFamily extends Family<CounterSeries> {
   protected create(): CounterSeries {
     return { value: 0 };
   }
@@ -72,14 +72,12 @@ export class CounterFamily extends Family<CounterSeries> {
   }
 }
 
-export class GaugeFamily extends Family<CounterSeries> {
+export class CounterFamily extends ValueFamily {
+  readonly type = "counter";
+}
+
+export class GaugeFamily extends ValueFamily {
   readonly type = "gauge";
-  protected create(): CounterSeries {
-    return { value: 0 };
-  }
-  protected values(labels: Labels, series: CounterSeries): MetricValue[] {
-    return [{ value: series.value, labels }];
-  }
 }
 
 export class HistogramSeries {

@@ -8,6 +8,7 @@ import {
   HistogramFamily,
   type HistogramSeries,
 } from "./metric-family.ts";
+import { onStreamEnd } from "./stream-end.ts";
 import { allUpstreams } from "./upstream-pool.ts";
 
 /**
@@ -207,30 +208,12 @@ function measure(seriesOf: (method: DescMethod, service: string) => MethodSeries
       done(undefined);
       return res;
     }
-    return { ...res, message: countStream(res.message, m.streamMessages, done) } as StreamResponse;
+    const sent = m.streamMessages;
+    return {
+      ...res,
+      message: onStreamEnd(res.message, done, { onMessage: () => sent.value++ }),
+    } as StreamResponse;
   };
-}
-
-async function* countStream<T>(
-  messages: AsyncIterable<T>,
-  counter: CounterSeries,
-  done: (err: unknown) => void,
-): AsyncGenerator<T> {
-  let finished = false;
-  try {
-    for await (const m of messages) {
-      counter.value++;
-      yield m;
-    }
-    finished = true;
-    done(undefined);
-  } catch (err) {
-    finished = true;
-    done(err);
-    throw err;
-  } finally {
-    if (!finished) done(new ConnectError("the reader stopped early", Code.Canceled));
-  }
 }
 
 /** Server interceptor: grpc_server_* and the in-flight gauge. */

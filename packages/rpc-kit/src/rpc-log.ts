@@ -10,6 +10,7 @@ import {
 import pino, { type Level, type Logger } from "pino";
 import { codeToString } from "./codes.ts";
 import { upstreamOriginOf } from "./errors.ts";
+import { onStreamEnd } from "./stream-end.ts";
 
 /**
  * One log line per RPC served: `rpc_service`, `rpc_method`, `rpc_code`,
@@ -84,29 +85,10 @@ export function rpcLogInterceptor(logger: Logger): Interceptor {
       done(undefined);
       return res;
     }
-    return { ...res, message: logStreamEnd(res.message, done) } as StreamResponse;
+    // The engine stopping its read means the caller went away.
+    return {
+      ...res,
+      message: onStreamEnd(res.message, done, { earlyStop: "the caller cancelled the stream" }),
+    } as StreamResponse;
   };
-}
-
-async function* logStreamEnd<T>(
-  messages: AsyncIterable<T>,
-  done: (err: unknown, messages: number) => void,
-): AsyncGenerator<T> {
-  let count = 0;
-  let finished = false;
-  try {
-    for await (const m of messages) {
-      count++;
-      yield m;
-    }
-    finished = true;
-    done(undefined, count);
-  } catch (err) {
-    finished = true;
-    done(err, count);
-    throw err;
-  } finally {
-    // The engine stopped reading: the caller went away.
-    if (!finished) done(new ConnectError("the caller cancelled the stream", Code.Canceled), count);
-  }
 }

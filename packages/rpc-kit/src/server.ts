@@ -174,16 +174,20 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const health = new HealthState();
   const forceStop = new AbortController();
   collectRuntimeMetrics();
-  let authenticator: Authenticator | undefined;
-  try {
-    authenticator = options.auth === undefined ? undefined : createAuthenticator(options.auth);
-  } catch (err) {
-    if (ownsProcess && err instanceof ConfigError) {
+  /** A process of our own reports a bad setting or port in one line and exits 1; otherwise it is thrown. */
+  const cannotStart = async (err: unknown): Promise<never> => {
+    if (ownsProcess && (err instanceof ConfigError || err instanceof ListenError)) {
       logger.fatal(`${name} cannot start: ${err.message}`);
       await flushLogger(logger);
       process.exit(1);
     }
     throw err;
+  };
+  let authenticator: Authenticator | undefined;
+  try {
+    authenticator = options.auth === undefined ? undefined : createAuthenticator(options.auth);
+  } catch (err) {
+    await cannotStart(err);
   }
   const limiter = options.rateLimit === undefined ? undefined : createRateLimiter(options.rateLimit);
   // Outermost first: the span and the metrics see the code the caller gets;
@@ -258,12 +262,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       throw err;
     });
   } catch (err) {
-    if (ownsProcess && err instanceof ListenError) {
-      logger.fatal(`${name} cannot start: ${err.message}`);
-      await flushLogger(logger);
-      process.exit(1);
-    }
-    throw err;
+    return cannotStart(err);
   }
 
   if (options.auth !== undefined) {

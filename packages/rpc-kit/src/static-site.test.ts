@@ -6,8 +6,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import type { CorsSettings } from "./cors.ts";
 import { type RunningServer, serve } from "./server.ts";
-import { DEFAULT_CONTENT_SECURITY_POLICY, loadStaticSite } from "./static-site.ts";
+import { DEFAULT_CONTENT_SECURITY_POLICY, loadStaticSite, type StaticSite } from "./static-site.ts";
 import { captureLogger, testServerSettings } from "./testing/index.ts";
 
 const JS = "/assets/main-ABCDEFGH.js";
@@ -51,6 +52,20 @@ function raw(port: number, path: string, init: { method?: string; headers?: Reco
     );
     req.on("error", reject);
     req.end();
+  });
+}
+
+/** An edge serving `site` (and no API but health), for fetch on 127.0.0.1. */
+function serveSite(site: StaticSite, cors?: CorsSettings): Promise<RunningServer> {
+  return serve({
+    name: "edge",
+    engine: "connect",
+    settings: testServerSettings(),
+    ownsProcess: false,
+    logger: captureLogger("edge").logger,
+    services: [],
+    site,
+    ...(cors && { cors }),
   });
 }
 
@@ -100,15 +115,7 @@ describe("a static site served by the edge", () => {
 
   before(async () => {
     dir = writeSite();
-    server = await serve({
-      name: "edge",
-      engine: "connect",
-      settings: testServerSettings(),
-      ownsProcess: false,
-      logger: captureLogger("edge").logger,
-      services: [],
-      site: loadStaticSite(dir),
-    });
+    server = await serveSite(loadStaticSite(dir));
     port = server.port;
     base = `http://127.0.0.1:${port}`;
   });
@@ -303,15 +310,7 @@ describe("a static site with its own CSP", () => {
   it("sends the CSP it was given on HTML only", async () => {
     const dir = writeSite();
     const csp = "default-src 'self'";
-    const server = await serve({
-      name: "edge",
-      engine: "connect",
-      settings: testServerSettings(),
-      ownsProcess: false,
-      logger: captureLogger("edge").logger,
-      services: [],
-      site: loadStaticSite(dir, { contentSecurityPolicy: csp }),
-    });
+    const server = await serveSite(loadStaticSite(dir, { contentSecurityPolicy: csp }));
     try {
       const page = await fetch(`http://127.0.0.1:${server.port}/`);
       assert.equal(page.headers.get("content-security-policy"), csp);
@@ -329,16 +328,7 @@ describe("a static site with its own CSP", () => {
 describe("a static site beside CORS", () => {
   it("answers an allowed origin's GET of a compressible asset varying on origin and accept-encoding", async () => {
     const dir = writeSite();
-    const server = await serve({
-      name: "edge",
-      engine: "connect",
-      settings: testServerSettings(),
-      ownsProcess: false,
-      logger: captureLogger("edge").logger,
-      services: [],
-      site: loadStaticSite(dir),
-      cors: { corsAllowedOrigins: ["http://allowed.test"] },
-    });
+    const server = await serveSite(loadStaticSite(dir), { corsAllowedOrigins: ["http://allowed.test"] });
     try {
       const res = await raw(server.port, JS, { headers: { origin: "http://allowed.test", "accept-encoding": "br" } });
       assert.equal(res.status, 200);

@@ -49,6 +49,19 @@ async function elapsedMs(call: Locator): Promise<number> {
   return Number(m[1]);
 }
 
+/** The call crossed gateway → profiles → users, each answering `code`, each hop's time inside its caller's. */
+function assertWholeChain(hops: Hop[], code: string): void {
+  assert.deepEqual(
+    hops.map((h) => [h.service, h.code]),
+    [
+      ["gateway", code],
+      ["profiles", code],
+      ["users", code],
+    ],
+  );
+  assertNested(hops);
+}
+
 /** Each hop contains the next: the gateway's time includes profiles', which includes users'. */
 function assertNested(hops: Hop[]): void {
   for (let i = 1; i < hops.length; i++) {
@@ -130,15 +143,7 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assert.equal(await call.getAttribute("data-protocol"), protocol);
         assert.match((await call.locator(".result").textContent()) ?? "", /Ada L\. \(AL\) · u-1 · Ada Lovelace/);
         const hops = await hopsOf(call);
-        assert.deepEqual(
-          hops.map((h) => [h.service, h.code]),
-          [
-            ["gateway", "ok"],
-            ["profiles", "ok"],
-            ["users", "ok"],
-          ],
-        );
-        assertNested(hops);
+        assertWholeChain(hops, "ok");
         assert.ok((await elapsedMs(call)) >= (hops[0] as Hop).ms, "end to end includes the gateway's time");
         assert.match((await call.locator("[data-trace-id]").textContent()) ?? "", /^[0-9a-f]{32}$/);
         // Beside the button, one line (a live region) says what happened and links to the details.
@@ -156,15 +161,7 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assert.equal(await call.getAttribute("data-code"), "not_found");
         assert.match((await call.locator(".result").first().textContent()) ?? "", /u-404/);
         const hops = await hopsOf(call);
-        assert.deepEqual(
-          hops.map((h) => [h.service, h.code]),
-          [
-            ["gateway", "not_found"],
-            ["profiles", "not_found"],
-            ["users", "not_found"],
-          ],
-        );
-        assertNested(hops);
+        assertWholeChain(hops, "not_found");
       });
 
       it("shows the field error for a bad email, stopped at the edge", async () => {
@@ -211,15 +208,7 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assert.deepEqual(ids.slice(0, 3), SEEDED);
         assert.equal(await call.locator("[data-count]").getAttribute("data-count"), String(ids.length));
         const hops = await hopsOf(call);
-        assert.deepEqual(
-          hops.map((h) => [h.service, h.code]),
-          [
-            ["gateway", "ok"],
-            ["profiles", "ok"],
-            ["users", "ok"],
-          ],
-        );
-        assertNested(hops);
+        assertWholeChain(hops, "ok");
       });
 
       it("shows DeadlineExceeded for a deadline shorter than the delay injected in users", async () => {
