@@ -1,4 +1,4 @@
-# One image recipe for every app: docker build --build-arg APP=users -t rpc-chain-users:0.1.0 .
+# One image recipe for every app: docker build --build-arg APP=users -t rpc-chain/users:0.1.0 .
 # turbo prune keeps only the app and the workspaces it depends on, so a
 # change elsewhere in the repo does not invalidate its install layer.
 ARG NODE_IMAGE=node:24-bookworm-slim

@@ -5,10 +5,23 @@
  * nothing behind. Fails with the compose logs when anything is wrong.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { type AddressInfo, createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { freePort } from "@demo/rpc-kit/testing";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+/** A TCP port free on the host right now (no import of a workspace's build output: runs from a fresh clone). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const project = `rpcchaintest${process.pid}`;
@@ -137,31 +150,90 @@ describe("docker-compose: the three services in containers", () => {
       assert.deepEqual(hops, ["gateway", "profiles", "users"]);
     }));
 
-  it("finishes the calls profiles accepted when it gets SIGTERM from docker stop", () =>
+  it("finishes every call started before profiles got SIGTERM from docker stop; only later ones may fail, Unavailable", () =>
     withLogs(async () => {
-      const outcomes: string[] = [];
+      interface Outcome {
+        startedAt: number;
+        endedAt: number;
+        code: string;
+      }
+      const outcomes: Outcome[] = [];
       const burstStart = new Date().toISOString();
+      let done = false;
       let sent = 0;
-      // Each call spends 200 ms in users, so calls are in flight in profiles when it is stopped.
+      // Each call spends 200 ms in users, so ~20 calls are in flight in profiles when it gets the signal.
       const headers = { "x-fault-delay-ms": "200", "x-fault-target": "users", "connect-timeout-ms": "10000" };
+      const outcomeOf = async (res: Response): Promise<string> => {
+        const text = await res.text();
+        if (res.status === 200) return "ok";
+        try {
+          return (JSON.parse(text) as { code?: string }).code ?? `HTTP ${res.status}`;
+        } catch {
+          return `HTTP ${res.status}: ${text.slice(0, 100)}`;
+        }
+      };
+      // Calls go on before, during and after the stop (profiles may take ~10 s to exit while it
+      // flushes telemetry to a collector that is not running here), until a second after it is
+      // gone; a worker whose call failed waits 50 ms, or fast failures would fill the cap at once.
       const burst = Promise.all(
         Array.from({ length: 20 }, async () => {
-          while (sent < 300) {
+          while (!done && sent < 20_000) {
             sent++;
-            const res = await call("GetProfile", { userId: "u-2" }, headers);
-            outcomes.push(res.status === 200 ? "ok" : ((await res.json()) as { code: string }).code);
+            const startedAt = Date.now();
+            const code = await call("GetProfile", { userId: "u-2" }, headers).then(outcomeOf, (err: unknown) => {
+              return `fetch failed: ${String(err)}`;
+            });
+            outcomes.push({ startedAt, endedAt: Date.now(), code });
+            if (code !== "ok") await sleep(50);
           }
         }),
       );
-      await new Promise((r) => setTimeout(r, 1_000));
+      await sleep(1_000);
       const profiles = containerOf("profiles");
-      docker(["stop", "--time", "20", profiles]);
+      const stopRequestedAt = Date.now();
+      // Not execFileSync: the event loop must go on sending and reading calls while profiles drains.
+      await execFileAsync("docker", ["stop", "--time", "20", profiles]);
+      await sleep(1_000);
+      done = true;
       await burst;
+      assert.ok(sent < 20_000, "the calls went on until after profiles had gone");
+
       assert.equal(docker(["inspect", "-f", "{{.State.ExitCode}}", profiles]), "0", "profiles exited 0 after SIGTERM");
+      const exitedAt = Date.parse(docker(["inspect", "-f", "{{.State.FinishedAt}}", profiles]));
       const lines = docker(["logs", profiles])
         .split("\n")
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const signal = lines.find((l) => l.msg === "signal received" && String(l.time) >= burstStart);
+      assert.ok(signal, "profiles logged the signal");
+      // The moment profiles began draining (same clock: containers share the host's).
+      const signalAt = Date.parse(String(signal.time));
+      assert.ok(signalAt >= stopRequestedAt - 50, "the signal came from docker stop");
+      assert.ok(exitedAt > signalAt, "profiles exited after the signal");
+      const at = (o: Outcome) => `${o.code} (started ${o.startedAt - signalAt} ms from the signal)`;
+
+      // Every call started before the signal finished, whether it was in flight or not: none was cut off.
+      const before = outcomes.filter((o) => o.startedAt < signalAt);
+      const inFlight = before.filter((o) => o.endedAt > signalAt);
+      assert.ok(inFlight.length >= 5, `${inFlight.length} calls in flight when the signal came`);
+      assert.deepEqual(
+        before.filter((o) => o.code !== "ok").map(at),
+        [],
+        "every call started before the signal succeeded",
+      );
+      // Started after: answered, or refused as Unavailable (never cancelled, never an internal error).
+      const later = outcomes.filter((o) => o.startedAt >= signalAt);
+      assert.deepEqual(
+        later.filter((o) => o.code !== "ok" && o.code !== "unavailable").map(at),
+        [],
+        "calls started after the signal: OK or Unavailable",
+      );
+      // Once profiles is gone nothing answers them: the burst reached past its exit.
+      const afterExit = outcomes.filter((o) => o.startedAt > exitedAt);
+      assert.ok(afterExit.length > 0, "calls started after profiles exited");
+      assert.deepEqual([...new Set(afterExit.map((o) => o.code))], ["unavailable"], "profiles gone: Unavailable");
+
+      // profiles' side: every call it accepted finished OK and reached the caller.
       const served = lines.filter((l) => l.rpc_method === "GetProfile" && String(l.time) >= burstStart);
       assert.ok(served.length > 0);
       assert.deepEqual(
@@ -169,11 +241,12 @@ describe("docker-compose: the three services in containers", () => {
         [],
         "every call profiles accepted finished",
       );
-      assert.equal(outcomes.filter((o) => o === "ok").length, served.length, "and reached the caller");
-      assert.deepEqual(
-        [...new Set(outcomes.filter((o) => o !== "ok"))].filter((c) => c !== "unavailable"),
-        [],
-      );
+      assert.equal(outcomes.filter((o) => o.code === "ok").length, served.length, "and reached the caller");
+      assert.ok(!lines.some((l) => l.level === "warn" && String(l.msg).includes("did not finish in time")));
       assert.ok(lines.some((l) => l.msg === "profiles stopped"));
+      process.stderr.write(
+        `SIGTERM drill: ${outcomes.length} calls, ${before.length} started before the signal (${inFlight.length} in flight), ` +
+          `${later.filter((o) => o.code === "ok").length} OK and ${later.filter((o) => o.code !== "ok").length} Unavailable after it\n`,
+      );
     }));
 });

@@ -1,17 +1,10 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import { Deployment } from "kubernetes-models/apps/v1";
-import { parseAllDocuments } from "yaml";
-
-const root = fileURLToPath(new URL("../../../", import.meta.url));
-
-// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are checked field by field below
-type Obj = any;
+import { type Obj, overlays, render, root } from "./k8s-render.ts";
+import { SCHEMAS, schemaProblems } from "./k8s-schema.ts";
 
 /** An overlay as a user writes one: an existing overlay plus the mtls component (kustomize wants relative paths). */
 function renderWithMtls(overlay: string, dir: string): Obj[] {
@@ -28,17 +21,16 @@ function renderWithMtls(overlay: string, dir: string): Obj[] {
       "",
     ].join("\n"),
   );
-  const text = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8" });
-  return parseAllDocuments(text).map((d) => d.toJS());
+  return render(dir);
 }
 
 const tmp = mkdtempSync(join(tmpdir(), "k8s-mtls-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-for (const overlay of ["local", "production"] as const) {
+for (const overlay of overlays()) {
   describe(`k8s/overlays/${overlay} with k8s/components/mtls`, () => {
     const dir = join(tmp, overlay);
-    execFileSync("mkdir", ["-p", dir]);
+    mkdirSync(dir, { recursive: true });
     const objects = renderWithMtls(overlay, dir);
     const of = (kind: string) => objects.filter((o) => o.kind === kind);
     const deployments = of("Deployment");
@@ -48,9 +40,12 @@ for (const overlay of ["local", "production"] as const) {
 
     it("mounts each service's certificate Secret as a directory and points the TLS_* files into it", () => {
       assert.equal(deployments.length, 3);
+      // Strictly valid, every object but cert-manager's (no schema here).
+      for (const o of objects.filter((x) => SCHEMAS[`${x.apiVersion}/${x.kind}`])) {
+        assert.deepEqual(schemaProblems(o), [], `${o.kind}/${o.metadata.name}`);
+      }
       for (const d of deployments) {
         const name = d.metadata.name;
-        assert.doesNotThrow(() => new Deployment(d).validate(), name);
         const volume = d.spec.template.spec.volumes.find((v: Obj) => v.name === "tls");
         assert.equal(volume?.secret?.secretName, `${name}-tls`, `${name} mounts its Secret`);
         const mount = container(d).volumeMounts.find((m: Obj) => m.name === "tls");
@@ -76,6 +71,8 @@ for (const overlay of ["local", "production"] as const) {
           }
           assert.equal(p.grpc, undefined, `${d.metadata.name} ${probe} is not a gRPC probe`);
           assert.equal(p.httpGet.port, "admin", `${d.metadata.name} ${probe}`);
+          const path = probe === "livenessProbe" ? "/healthz" : "/readyz";
+          assert.equal(p.httpGet.path, path, `${d.metadata.name} ${probe} path`);
         }
       }
     });

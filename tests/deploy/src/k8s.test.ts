@@ -1,43 +1,22 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import { Deployment } from "kubernetes-models/apps/v1";
-import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
-import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
-import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
-import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
-import { parseAllDocuments } from "yaml";
+import { type Obj, overlays, render, root } from "./k8s-render.ts";
+import { schemaProblems } from "./k8s-schema.ts";
 
-const root = fileURLToPath(new URL("../../../", import.meta.url));
-const OVERLAYS = ["local", "production"] as const;
+const NAMESPACE = "rpc-chain";
 
-/** The calls of the chain: who calls whom, on which port. */
-const CHAIN = [
-  { from: "gateway", to: "profiles", port: 50052 },
-  { from: "profiles", to: "users", port: 50051 },
-];
+/**
+ * What the call graph derived from the manifests (each *_ADDR: the Deployment
+ * that reads it → the Deployment behind the Service it names) must be.
+ */
+const CHAIN = ["gateway→profiles", "profiles→users"];
+/** The one Deployment nobody in the cluster calls: the public edge. */
+const EDGE = "gateway";
+/** Cluster DNS: CoreDNS pods keep kube-dns's label, in kube-system. */
+const DNS_PEER = "ns{kubernetes.io/metadata.name=kube-system} pods{k8s-app=kube-dns}";
 
-// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are checked field by field below
-type Obj = any;
-
-const models: Record<string, new (o: Obj) => { validate(): void }> = {
-  "v1/Namespace": Namespace,
-  "v1/ServiceAccount": ServiceAccount,
-  "v1/ConfigMap": ConfigMap,
-  "v1/Secret": Secret,
-  "v1/Service": Service,
-  "apps/v1/Deployment": Deployment,
-  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
-  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
-  "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
-};
-
-function render(overlay: string): Obj[] {
-  const text = execFileSync("kubectl", ["kustomize", `${root}/k8s/overlays/${overlay}`], { encoding: "utf8" });
-  return parseAllDocuments(text).map((d) => d.toJS());
-}
+const overlayNames = overlays();
 
 /** A Kubernetes memory quantity in MiB. */
 function mebibytes(quantity: string): number {
@@ -51,89 +30,231 @@ function mebibytes(quantity: string): number {
 const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
   Object.entries(selector).every(([k, v]) => labels[k] === v);
 
-for (const overlay of OVERLAYS) {
+describe("k8s/overlays", () => {
+  it("finds every overlay with a kustomization", () => {
+    assert.ok(overlayNames.includes("local") && overlayNames.includes("production"), overlayNames.join());
+  });
+
+  it("refuses fields the Kubernetes schema does not define (a check of the check)", () => {
+    const deployment = render(`${root}/k8s/overlays/${overlayNames[0]}`).find((o) => o.kind === "Deployment");
+    assert.deepEqual(schemaProblems(deployment), []);
+    const typo = structuredClone(deployment);
+    const c = typo.spec.template.spec.containers[0];
+    c.readinesProbe = c.readinessProbe;
+    delete c.readinessProbe;
+    typo.spec.revisionHistoryLimt = 5;
+    typo.spec.template.spec.securityContext.runAsNonroot = true;
+    assert.deepEqual(schemaProblems(typo).sort(), [
+      "/spec/revisionHistoryLimt: not a field of apps/v1 Deployment",
+      "/spec/template/spec/containers/0/readinesProbe: not a field of apps/v1 Deployment",
+      "/spec/template/spec/securityContext/runAsNonroot: not a field of apps/v1 Deployment",
+    ]);
+    const wrongType = structuredClone(deployment);
+    wrongType.spec.replicas = "three";
+    assert.ok(schemaProblems(wrongType).some((p) => p.startsWith("/spec/replicas")));
+  });
+});
+
+for (const overlay of overlayNames) {
   describe(`k8s/overlays/${overlay}`, () => {
-    const objects = render(overlay);
+    const objects = render(`${root}/k8s/overlays/${overlay}`);
     const of = (kind: string) => objects.filter((o) => o.kind === kind);
     const deployments = of("Deployment");
     const services = of("Service");
     const configMaps = of("ConfigMap");
     const podOf = (d: Obj) => d.spec.template;
-    const container = (d: Obj) => podOf(d).spec.containers[0];
+    const nameOf = (d: Obj): string => d.metadata.name;
+    const initContainers = (d: Obj): Obj[] => podOf(d).spec.initContainers ?? [];
+    const containers = (d: Obj): Obj[] => podOf(d).spec.containers;
+    /** The app's own container: named after its Deployment. */
+    const main = (d: Obj): Obj => {
+      const c = containers(d).find((x) => x.name === nameOf(d));
+      assert.ok(c, `${nameOf(d)} has a container named ${nameOf(d)}`);
+      return c;
+    };
+    /** A container's environment: its ConfigMaps (envFrom), then its own env values. */
+    const envOf = (c: Obj): Record<string, string> => {
+      const env: Record<string, string> = {};
+      for (const from of c.envFrom ?? []) {
+        if (!from.configMapRef) continue;
+        const m = configMaps.find((x) => x.metadata.name === from.configMapRef.name);
+        assert.ok(m, `${c.name}: ConfigMap ${from.configMapRef.name} exists`);
+        Object.assign(env, m.data);
+      }
+      for (const e of c.env ?? []) if (typeof e.value === "string") env[e.name] = e.value;
+      return env;
+    };
+    /** A container port by number or by name (undefined when the container has no such port). */
+    const portOf = (c: Obj, port: string | number): number | undefined =>
+      (c.ports ?? []).find((p: Obj) => p.containerPort === port || p.name === port)?.containerPort;
+    const deploymentsSelectedBy = (selector: Record<string, string>) =>
+      deployments.filter((d) => matches(selector, podOf(d).metadata.labels));
 
-    it("renders objects that validate against the Kubernetes schema", () => {
+    /**
+     * The calls the manifests make: each *_ADDR of a Deployment's containers,
+     * tied to the Service of the same name (USERS_ADDR → users), to its grpc
+     * port, and through it to the rpc containerPort of the Deployment it selects.
+     */
+    const callGraph = () => {
+      const calls: { from: string; to: string; port: number }[] = [];
+      for (const d of deployments) {
+        for (const c of [...initContainers(d), ...containers(d)]) {
+          for (const [key, value] of Object.entries(envOf(c))) {
+            if (!key.endsWith("_ADDR")) continue;
+            const what = `${nameOf(d)}/${c.name} ${key}=${value}`;
+            const match = /^dns:\/\/\/([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$/.exec(value);
+            assert.ok(match, `${what} is a cluster DNS name (dns:///<service>.<namespace>.svc.cluster.local:<port>)`);
+            const [, service, namespace, port] = match;
+            assert.equal(namespace, NAMESPACE, `${what}: the namespace`);
+            const named = key.slice(0, -"_ADDR".length).toLowerCase().replaceAll("_", "-");
+            assert.equal(service, named, `${what}: ${key} names Service ${named}`);
+            const target = services.find((s) => s.metadata.name === service);
+            assert.ok(target, `${what}: Service ${service} exists`);
+            const servicePort = target.spec.ports.find((p: Obj) => p.port === Number(port));
+            assert.ok(servicePort, `${what}: ${port} is a port of Service ${service}`);
+            assert.equal(servicePort.name, "grpc", `${what}: ${port} is Service ${service}'s grpc port`);
+            const callees = deploymentsSelectedBy(target.spec.selector);
+            assert.equal(callees.length, 1, `${what}: Service ${service} selects one Deployment`);
+            const callee = callees[0] as Obj;
+            assert.notEqual(nameOf(callee), nameOf(d), `${what}: no Deployment calls itself`);
+            const podPort = portOf(main(callee), servicePort.targetPort);
+            assert.equal(
+              podPort,
+              portOf(main(callee), "rpc"),
+              `${what}: ${service}:${port} → ${nameOf(callee)}'s rpc port`,
+            );
+            assert.equal(podPort, Number(envOf(main(callee)).PORT), `${what}: ${nameOf(callee)} listens there (PORT)`);
+            calls.push({ from: nameOf(d), to: nameOf(callee), port: podPort as number });
+          }
+        }
+      }
+      return calls;
+    };
+
+    it("renders objects that validate strictly against the Kubernetes schema, all in the namespace", () => {
       assert.ok(objects.length >= 20, `${objects.length} objects`);
       for (const o of objects) {
-        const Model = models[`${o.apiVersion}/${o.kind}`];
-        assert.ok(Model, `a schema for ${o.apiVersion} ${o.kind}`);
-        assert.doesNotThrow(() => new Model(o).validate(), `${o.kind}/${o.metadata?.name}`);
-        if (o.kind !== "Namespace") assert.equal(o.metadata.namespace, "rpc-chain", `${o.kind}/${o.metadata.name}`);
+        assert.deepEqual(schemaProblems(o), [], `${o.kind}/${o.metadata?.name}`);
+        if (o.kind === "Namespace") assert.equal(o.metadata.name, NAMESPACE);
+        else assert.equal(o.metadata.namespace, NAMESPACE, `${o.kind}/${o.metadata.name}`);
       }
+      assert.equal(of("Namespace").length, 1, "the overlay creates its namespace");
     });
 
-    it("labels everything app.kubernetes.io/* and pins every image to a tag", () => {
-      for (const o of objects.filter((x) => x.kind !== "Namespace")) {
-        assert.equal(o.metadata.labels?.["app.kubernetes.io/part-of"], "rpc-chain", `${o.kind}/${o.metadata.name}`);
-        assert.equal(o.metadata.labels?.["app.kubernetes.io/managed-by"], "kustomize");
+    it("labels everything app.kubernetes.io/*, Namespaces included, and pins every image to the version's tag", () => {
+      for (const o of objects) {
+        const what = `${o.kind}/${o.metadata.name}`;
+        assert.equal(o.metadata.labels?.["app.kubernetes.io/part-of"], "rpc-chain", what);
+        assert.equal(o.metadata.labels?.["app.kubernetes.io/managed-by"], "kustomize", what);
       }
+      const [ns] = of("Namespace");
+      assert.equal(ns.metadata.labels["pod-security.kubernetes.io/enforce"], "restricted", "restricted pods only");
       for (const d of deployments) {
-        assert.equal(podOf(d).metadata.labels["app.kubernetes.io/name"], d.metadata.name);
-        assert.match(container(d).image, /:[0-9]+\.[0-9]+\.[0-9]+$/, `${d.metadata.name} image tag`);
+        const labels = podOf(d).metadata.labels;
+        assert.equal(d.metadata.labels["app.kubernetes.io/name"], nameOf(d));
+        assert.equal(labels["app.kubernetes.io/name"], nameOf(d));
+        assert.match(labels["app.kubernetes.io/version"] ?? "", /^[0-9]+\.[0-9]+\.[0-9]+$/, `${nameOf(d)} version`);
+        for (const c of [...initContainers(d), ...containers(d)]) {
+          const image: string = c.image;
+          assert.match(
+            image,
+            /^[a-z0-9.-]+(?::[0-9]+)?(?:\/[a-z0-9._-]+)+:[0-9]+\.[0-9]+\.[0-9]+$/,
+            `${nameOf(d)}/${c.name}`,
+          );
+          assert.ok(
+            image.endsWith(`:${labels["app.kubernetes.io/version"]}`),
+            `${nameOf(d)}/${c.name}: ${image} is version ${labels["app.kubernetes.io/version"]}`,
+          );
+        }
+        assert.match(main(d).image, new RegExp(`(^|/)rpc-chain/${nameOf(d)}:`), `${nameOf(d)} runs its own image`);
       }
     });
 
     it("selects the pods of exactly one Deployment with each Service, on ports the pods open", () => {
       for (const s of services) {
-        const selected = deployments.filter((d) => matches(s.spec.selector, podOf(d).metadata.labels));
+        const selected = deploymentsSelectedBy(s.spec.selector);
         assert.equal(selected.length, 1, `Service ${s.metadata.name} selects one Deployment`);
-        const ports = container(selected[0]).ports as { name: string; containerPort: number }[];
+        const d = selected[0] as Obj;
+        const ports: Obj[] = containers(d).flatMap((c) => c.ports ?? []);
         for (const p of s.spec.ports) {
           assert.ok(p.name, `Service ${s.metadata.name} port ${p.port} is named`);
           const target = ports.find((c) => c.name === p.targetPort || c.containerPort === p.targetPort);
           assert.ok(target, `Service ${s.metadata.name} targetPort ${p.targetPort} is a containerPort`);
           assert.equal(target.containerPort, p.port, `Service ${s.metadata.name} port ${p.port} = containerPort`);
+          assert.equal(p.protocol, target.protocol ?? "TCP", `Service ${s.metadata.name} port ${p.port} protocol`);
+          // Outside the cluster: the public port only, never the admin port (metrics, /debug).
+          if (s.spec.type === "NodePort" || s.spec.type === "LoadBalancer") {
+            assert.equal(nameOf(d), EDGE, `Service ${s.metadata.name}: only the edge is exposed`);
+            assert.equal(target.name, "rpc", `Service ${s.metadata.name} exposes ${p.name} (${target.name}) outside`);
+          } else {
+            assert.equal(p.nodePort, undefined, `Service ${s.metadata.name} port ${p.name}: no nodePort`);
+          }
         }
       }
-      for (const name of ["users", "profiles"]) {
-        assert.equal(services.find((s) => s.metadata.name === name)?.spec.clusterIP, "None", `${name} is headless`);
+      for (const d of deployments.filter((x) => nameOf(x) !== EDGE)) {
+        const s = services.find((x) => x.metadata.name === nameOf(d));
+        assert.equal(s?.spec.clusterIP, "None", `${nameOf(d)} is headless`);
       }
     });
 
-    it("gives every pod its probes, resources, restricted securityContext and a graceful stop", () => {
+    it("gives every container its probes, resources and restricted securityContext, every pod a graceful stop", () => {
       for (const d of deployments) {
         const pod = podOf(d).spec;
-        const c = container(d);
-        const name = d.metadata.name;
-        const config = configMaps.find((m) => m.metadata.name === c.envFrom?.[0]?.configMapRef?.name);
-        assert.ok(config, `${name} reads its ConfigMap`);
-        const portOf = (v: string | number) =>
-          typeof v === "number" ? v : c.ports.find((p: Obj) => p.name === v)?.containerPort;
-        assert.equal(portOf("rpc"), Number(config.data.PORT), `${name}: containerPort rpc = PORT`);
-        assert.equal(portOf("admin"), Number(config.data.ADMIN_PORT), `${name}: containerPort admin = ADMIN_PORT`);
-        for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
-          const p = c[probe];
-          assert.ok(p, `${name} ${probe}`);
-          const port = p.grpc?.port ?? portOf(p.httpGet?.port);
-          assert.ok(
-            c.ports.some((x: Obj) => x.containerPort === port),
-            `${name} ${probe} port ${port} is a containerPort`,
-          );
-          if (p.httpGet) assert.equal(port, portOf("admin"), `${name} ${probe}: HTTP probes go to the admin port`);
-        }
-        assert.ok(c.resources.requests.cpu && c.resources.requests.memory, `${name} requests`);
-        assert.ok(c.resources.limits.cpu && c.resources.limits.memory, `${name} limits`);
-        assert.equal(pod.securityContext.runAsNonRoot, true);
-        assert.equal(pod.securityContext.seccompProfile.type, "RuntimeDefault");
+        const name = nameOf(d);
+        assert.equal(pod.securityContext?.runAsNonRoot, true, `${name}: pod runAsNonRoot`);
+        assert.equal(pod.securityContext?.seccompProfile?.type, "RuntimeDefault", `${name}: seccomp`);
         assert.equal(pod.automountServiceAccountToken, false, `${name} mounts no token`);
-        assert.equal(c.securityContext.readOnlyRootFilesystem, true);
-        assert.equal(c.securityContext.allowPrivilegeEscalation, false);
-        assert.deepEqual(c.securityContext.capabilities.drop, ["ALL"]);
-        const preStopSeconds = Number(c.lifecycle.preStop.exec.command[1]);
-        const drainMs = Number(config.data.SHUTDOWN_DRAIN_DELAY_MS) + Number(config.data.SHUTDOWN_TIMEOUT_MS);
-        assert.ok(
-          pod.terminationGracePeriodSeconds * 1000 > preStopSeconds * 1000 + drainMs,
-          `${name}: grace ${pod.terminationGracePeriodSeconds}s > preStop ${preStopSeconds}s + drain ${drainMs} ms`,
-        );
+        for (const host of ["hostNetwork", "hostPID", "hostIPC"]) assert.notEqual(pod[host], true, `${name}: ${host}`);
+        for (const c of [...initContainers(d), ...containers(d)]) {
+          const who = `${name}/${c.name}`;
+          assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory, `${who} requests`);
+          assert.ok(c.resources?.limits?.cpu && c.resources.limits.memory, `${who} limits`);
+          const sc = c.securityContext ?? {};
+          assert.equal(sc.runAsNonRoot ?? pod.securityContext.runAsNonRoot, true, `${who} runAsNonRoot`);
+          assert.equal(sc.readOnlyRootFilesystem, true, `${who} readOnlyRootFilesystem`);
+          assert.equal(sc.allowPrivilegeEscalation, false, `${who} allowPrivilegeEscalation`);
+          assert.notEqual(sc.privileged, true, `${who} privileged`);
+          assert.deepEqual(sc.capabilities?.drop, ["ALL"], `${who} drops ALL capabilities`);
+          assert.equal(sc.capabilities?.add, undefined, `${who} adds no capability`);
+          // A plain init container runs to completion: no probes, no ports, no stop.
+          if (initContainers(d).includes(c) && c.restartPolicy !== "Always") continue;
+
+          const env = envOf(c);
+          const rpc = portOf(c, "rpc");
+          const admin = portOf(c, "admin");
+          assert.equal(rpc, Number(env.PORT), `${who}: containerPort rpc = PORT`);
+          assert.equal(admin, Number(env.ADMIN_PORT), `${who}: containerPort admin = ADMIN_PORT`);
+          for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+            const p = c[kind];
+            assert.ok(p, `${who} ${kind}`);
+            const handlers = ["grpc", "httpGet", "tcpSocket", "exec"].filter((h) => p[h]);
+            assert.equal(handlers.length, 1, `${who} ${kind}: one handler`);
+            if (kind === "livenessProbe") {
+              // Alive while the event loop answers, draining or not: never the gRPC health (NOT_SERVING while draining).
+              assert.ok(p.httpGet, `${who} ${kind}: httpGet`);
+              assert.equal(p.httpGet.path, "/healthz", `${who} ${kind} path`);
+            } else if (p.grpc) {
+              assert.equal(p.grpc.port, rpc, `${who} ${kind}: the gRPC probe dials the gRPC port (rpc, ${rpc})`);
+              assert.ok(!p.grpc.service, `${who} ${kind}: the server's overall health`);
+              continue;
+            } else {
+              assert.ok(p.httpGet, `${who} ${kind}: grpc or httpGet`);
+              assert.equal(p.httpGet.path, "/readyz", `${who} ${kind} path`);
+            }
+            assert.equal(portOf(c, p.httpGet.port), admin, `${who} ${kind}: HTTP probes go to the admin port`);
+            assert.equal(p.httpGet.scheme ?? "HTTP", "HTTP", `${who} ${kind}: plain HTTP`);
+          }
+          const preStop = c.lifecycle?.preStop?.exec?.command;
+          assert.deepEqual(preStop?.slice(0, 1), ["sleep"], `${who}: a preStop delay`);
+          const preStopSeconds = Number(preStop[1]);
+          assert.ok(preStopSeconds >= 1, `${who}: preStop ${preStop[1]} s`);
+          const drainMs = Number(env.SHUTDOWN_DRAIN_DELAY_MS) + Number(env.SHUTDOWN_TIMEOUT_MS);
+          assert.ok(drainMs > 0, `${who}: drain settings`);
+          assert.ok(
+            pod.terminationGracePeriodSeconds * 1000 > preStopSeconds * 1000 + drainMs,
+            `${who}: grace ${pod.terminationGracePeriodSeconds}s > preStop ${preStopSeconds}s + drain ${drainMs} ms`,
+          );
+        }
       }
     });
 
@@ -141,126 +262,147 @@ for (const overlay of OVERLAYS) {
       const image = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(`${root}/Dockerfile`, "utf8"))?.[1];
       assert.ok(image, "the Dockerfile sets NODE_OPTIONS");
       for (const d of deployments) {
-        const c = container(d);
+        const c = main(d);
         const options: string = c.env?.find((e: Obj) => e.name === "NODE_OPTIONS")?.value ?? image;
         const flag = (name: string) => Number(new RegExp(`--${name}=(\\d+)`).exec(options)?.[1]);
         const oldSpace = flag("max-old-space-size");
         const semiSpace = flag("max-semi-space-size");
-        assert.ok(oldSpace > 0 && semiSpace > 0, `${d.metadata.name}: both heap caps in "${options}"`);
+        assert.ok(oldSpace > 0 && semiSpace > 0, `${nameOf(d)}: both heap caps in "${options}"`);
         // Old space at most 75% of the limit; with the young generation (two semi-spaces) at most 90%,
         // leaving the rest for code, buffers and native memory.
         const limit = mebibytes(c.resources.limits.memory);
-        assert.ok(oldSpace <= 0.75 * limit, `${d.metadata.name}: old space ${oldSpace} MB, limit ${limit} MiB`);
+        assert.ok(oldSpace <= 0.75 * limit, `${nameOf(d)}: old space ${oldSpace} MB, limit ${limit} MiB`);
         assert.ok(
           oldSpace + 2 * semiSpace <= 0.9 * limit,
-          `${d.metadata.name}: heap ${oldSpace + 2 * semiSpace} MB, limit ${limit} MiB`,
+          `${nameOf(d)}: heap ${oldSpace + 2 * semiSpace} MB, limit ${limit} MiB`,
         );
       }
     });
 
-    it("points every *_ADDR at an existing Service's DNS name and port", () => {
-      let seen = 0;
+    it("ties every *_ADDR to its own Service's grpc port and to the Deployment that reads it: the chain", () => {
+      const calls = callGraph();
+      assert.deepEqual(calls.map((c) => `${c.from}→${c.to}`).sort(), [...CHAIN].sort());
+      // No address is left in a ConfigMap that no pod reads.
+      const read = new Set(deployments.flatMap((d) => containers(d).flatMap((c) => Object.keys(envOf(c)))));
       for (const m of configMaps) {
-        for (const [key, value] of Object.entries(m.data as Record<string, string>)) {
-          if (!key.endsWith("_ADDR")) continue;
-          seen++;
-          const match = /^dns:\/\/\/([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$/.exec(value);
-          assert.ok(match, `${m.metadata.name} ${key}=${value} is a cluster DNS name, not an IP`);
-          const [, service, namespace, port] = match;
-          assert.equal(namespace, "rpc-chain");
-          const target = services.find((s) => s.metadata.name === service);
-          assert.ok(target, `${key} names Service ${service}`);
-          assert.ok(
-            target.spec.ports.some((p: Obj) => p.port === Number(port)),
-            `${key} port ${port} is on ${service}`,
-          );
+        for (const key of Object.keys(m.data ?? {}).filter((k) => k.endsWith("_ADDR"))) {
+          assert.ok(read.has(key), `${m.metadata.name} ${key} is read by a pod`);
         }
       }
-      assert.equal(seen, 2, "USERS_ADDR and PROFILES_ADDR");
     });
 
     it("mounts the auth-keys Secret in every pod, points every service at one key file in it, keeps no real secret", () => {
+      const secrets = of("Secret");
       for (const d of deployments) {
-        const name = d.metadata.name;
+        const name = nameOf(d);
         const volume = podOf(d).spec.volumes.find((v: Obj) => v.name === "auth-keys");
         assert.equal(volume?.secret?.optional, true, `${name}: auth-keys volume`);
-        const mount = container(d).volumeMounts.find((m: Obj) => m.name === "auth-keys");
+        const mount = main(d).volumeMounts.find((m: Obj) => m.name === "auth-keys");
         assert.equal(mount?.readOnly, true, `${name}: auth-keys mounted read-only`);
-        const config = configMaps.find((m) => m.metadata.name === container(d).envFrom[0].configMapRef.name);
-        const files = ["AUTH_JWT_SECRET_FILE", "AUTH_JWKS_FILE"].filter((k) => config.data[k]);
+        const env = envOf(main(d));
+        const files = ["AUTH_JWT_SECRET_FILE", "AUTH_JWKS_FILE"].filter((k) => env[k]);
         assert.equal(files.length, 1, `${name}: one key file`);
-        assert.ok(config.data[files[0] as string].startsWith(`${mount.mountPath}/`), `${name}: key file in the mount`);
-        assert.ok(config.data.AUTH_ISSUER && config.data.AUTH_AUDIENCE, `${name}: issuer and audience`);
+        assert.ok(env[files[0] as string]?.startsWith(`${mount.mountPath}/`), `${name}: key file in the mount`);
+        assert.ok(env.AUTH_ISSUER && env.AUTH_AUDIENCE, `${name}: issuer and audience`);
+        if (secrets.length > 0) {
+          assert.ok(
+            secrets.some((s) => s.metadata.name === volume.secret.secretName),
+            `${name}: mounts the generated Secret`,
+          );
+        }
       }
-      const secrets = of("Secret");
       if (overlay === "production") {
         assert.equal(secrets.length, 0, "production keys come from the cluster, never from the repo");
-      } else {
-        const value = Buffer.from(secrets[0].data["jwt-secret"], "base64").toString();
-        assert.match(value, /demo-only-NOT-A-SECRET/);
-        assert.equal(
-          podOf(deployments[0]).spec.volumes.find((v: Obj) => v.name === "auth-keys").secret.secretName,
-          secrets[0].metadata.name,
-        );
+      }
+      for (const s of secrets) {
+        for (const [key, value] of Object.entries(s.data as Record<string, string>)) {
+          assert.match(Buffer.from(value, "base64").toString(), /demo-only-NOT-A-SECRET/, `${s.metadata.name} ${key}`);
+        }
       }
     });
 
-    it("denies by default and allows exactly the chain, DNS and OTLP", () => {
+    it("denies by default and allows exactly the calls of the chain, the edge, DNS and OTLP", () => {
       const policies = of("NetworkPolicy");
-      const deny = policies.find(
+      const deny = policies.filter(
         (p) => Object.keys(p.spec.podSelector).length === 0 && !p.spec.ingress && !p.spec.egress,
       );
-      assert.deepEqual(deny?.spec.policyTypes, ["Ingress", "Egress"], "a default deny");
-      const appOf = (selector: Obj) => selector?.matchLabels?.["app.kubernetes.io/name"];
-      const egress = new Set<string>();
-      const ingress = new Set<string>();
+      assert.equal(deny.length, 1, "one default deny");
+      assert.deepEqual(deny[0].spec.policyTypes, ["Ingress", "Egress"], "the default deny covers both directions");
+
+      const selector = (s: Obj, what: string): string => {
+        assert.ok(s, `${what}: a selector`);
+        assert.equal(s.matchExpressions, undefined, `${what}: matchLabels only`);
+        const labels = Object.entries(s.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+        return `{${labels.sort().join(",")}}`;
+      };
+      /** A peer: pods of this namespace, or pods of the namespaces a namespaceSelector picks. */
+      const peer = (p: Obj, what: string): string => {
+        assert.equal(p.ipBlock, undefined, `${what}: no ipBlock (select pods, not addresses)`);
+        assert.ok(p.podSelector || p.namespaceSelector, `${what}: an empty peer`);
+        const pods = `pods${p.podSelector ? selector(p.podSelector, what) : "{}"}`;
+        return p.namespaceSelector ? `ns${selector(p.namespaceSelector, what)} ${pods}` : pods;
+      };
+      const portsOf = (rule: Obj, what: string): string[] => {
+        assert.ok(rule.ports?.length, `${what}: names its ports (none means every port)`);
+        return rule.ports.map((p: Obj) => {
+          assert.ok(p.protocol === "TCP" || p.protocol === "UDP", `${what}: port ${p.port} states its protocol`);
+          assert.equal(typeof p.port, "number", `${what}: port ${p.port} by number`);
+          assert.equal(p.endPort, undefined, `${what}: no port ranges`);
+          return `${p.protocol}/${p.port}`;
+        });
+      };
+
+      const allowed: string[] = [];
       for (const p of policies) {
-        for (const rule of p.spec.egress ?? []) {
-          for (const to of rule.to ?? []) {
-            if (to.namespaceSelector) continue; // DNS and OTLP, checked below
-            for (const port of rule.ports)
-              egress.add(`${appOf(p.spec.podSelector)}→${appOf(to.podSelector)}:${port.port}`);
-          }
-        }
-        for (const rule of p.spec.ingress ?? []) {
-          for (const port of rule.ports) {
-            const from = rule.from?.map((f: Obj) => appOf(f.podSelector)).join() ?? "anyone";
-            ingress.add(`${from}→${appOf(p.spec.podSelector)}:${port.port}`);
-          }
-        }
+        const name = `NetworkPolicy ${p.metadata.name}`;
+        const subject = `pods${selector(p.spec.podSelector, name)}`;
+        const types: string[] = p.spec.policyTypes ?? [];
+        if (p.spec.ingress) assert.ok(types.includes("Ingress"), `${name}: policyTypes has Ingress`);
+        if (p.spec.egress) assert.ok(types.includes("Egress"), `${name}: policyTypes has Egress`);
+        const labels = p.spec.podSelector.matchLabels ?? {};
+        assert.ok(deploymentsSelectedBy(labels).length > 0, `${name} applies to pods of a Deployment`);
+        (p.spec.egress ?? []).forEach((rule: Obj, i: number) => {
+          const what = `${name} egress[${i}]`;
+          assert.ok(rule.to?.length, `${what}: no peers (to) allows every destination`);
+          for (const to of rule.to)
+            for (const port of portsOf(rule, what)) allowed.push(`egress ${subject} → ${peer(to, what)} ${port}`);
+        });
+        (p.spec.ingress ?? []).forEach((rule: Obj, i: number) => {
+          const what = `${name} ingress[${i}]`;
+          // No peers (from) allows every source: only the edge's public port may, checked below.
+          const sources = rule.from?.length ? rule.from.map((f: Obj) => peer(f, what)) : ["anyone"];
+          for (const from of sources)
+            for (const port of portsOf(rule, what)) allowed.push(`ingress ${subject} ← ${from} ${port}`);
+        });
       }
-      const chain = CHAIN.map((e) => `${e.from}→${e.to}:${e.port}`);
-      assert.deepEqual([...egress].sort(), [...chain].sort(), "egress: exactly the chain");
-      assert.deepEqual(
-        [...ingress].sort(),
-        [...chain, "anyone→gateway:8080"].sort(),
-        "ingress: the chain and the edge",
-      );
-      const namespaced = policies.flatMap((p) =>
-        (p.spec.egress ?? []).flatMap((r: Obj) =>
-          (r.to ?? [])
-            .filter((t: Obj) => t.namespaceSelector)
-            .map(
-              (t: Obj) =>
-                `${t.namespaceSelector.matchLabels["kubernetes.io/metadata.name"]}:${r.ports.map((x: Obj) => `${x.protocol}/${x.port}`).join(",")}`,
-            ),
-        ),
-      );
-      assert.deepEqual(namespaced.sort(), ["kube-system:UDP/53,TCP/53", "observability:TCP/4318"]);
-      for (const c of configMaps) {
-        assert.equal(c.data.OTEL_EXPORTER_OTLP_ENDPOINT, "http://otel-collector.observability.svc.cluster.local:4318");
-      }
-      // Every chain edge's ports are the callee's RPC port.
-      for (const edge of CHAIN) {
-        const callee = deployments.find((d) => d.metadata.name === edge.to);
-        assert.equal(container(callee).ports.find((p: Obj) => p.name === "rpc").containerPort, edge.port);
-      }
+
+      const app = (name: string) => `pods{app.kubernetes.io/name=${name}}`;
+      const calls = callGraph();
+      const called = new Set(calls.map((c) => c.to));
+      const edges = deployments.filter((d) => !called.has(nameOf(d)));
+      assert.deepEqual(edges.map(nameOf), [EDGE], "one Deployment that nobody calls: the edge");
+      const endpoints = new Set(deployments.map((d) => envOf(main(d)).OTEL_EXPORTER_OTLP_ENDPOINT));
+      assert.deepEqual([...endpoints], ["http://otel-collector.observability.svc.cluster.local:4318"], "OTLP endpoint");
+      const otlp = /^http:\/\/([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$/.exec([...endpoints][0] ?? "");
+      assert.ok(otlp);
+      const [, collector, collectorNamespace, collectorPort] = otlp;
+      const expected = [
+        ...calls.flatMap((c) => [
+          `egress ${app(c.from)} → ${app(c.to)} TCP/${c.port}`,
+          `ingress ${app(c.to)} ← ${app(c.from)} TCP/${c.port}`,
+        ]),
+        `ingress ${app(EDGE)} ← anyone TCP/${portOf(main(edges[0]), "rpc")}`,
+        `egress pods{} → ${DNS_PEER} UDP/53`,
+        `egress pods{} → ${DNS_PEER} TCP/53`,
+        `egress pods{} → ns{kubernetes.io/metadata.name=${collectorNamespace}} ${app(collector as string)} TCP/${collectorPort}`,
+      ];
+      assert.deepEqual(allowed.sort(), expected.sort());
     });
 
     if (overlay === "production") {
       it("runs at least three replicas of each, spread, autoscaled and disruption-budgeted", () => {
         for (const d of deployments) {
-          const name = d.metadata.name;
+          const name = nameOf(d);
           assert.equal(d.spec.replicas, undefined, `${name}: the HPA owns replicas`);
           const hpa = of("HorizontalPodAutoscaler").find((h) => h.spec.scaleTargetRef.name === name);
           assert.equal(hpa?.spec.minReplicas, 3, `${name} HPA`);
@@ -272,15 +414,24 @@ for (const overlay of OVERLAYS) {
           assert.deepEqual(keys, ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]);
         }
       });
-    } else {
-      it("runs one replica of each, from local images, with the gateway on a NodePort", () => {
+    }
+    if (overlay === "local") {
+      it("runs one replica of each, from local images, with only the gateway's public port on a NodePort", () => {
         for (const d of deployments) {
           assert.equal(d.spec.replicas, 1);
-          assert.equal(container(d).imagePullPolicy, "Never");
+          for (const c of containers(d)) assert.equal(c.imagePullPolicy, "Never");
         }
         const gateway = services.find((s) => s.metadata.name === "gateway");
         assert.equal(gateway.spec.type, "NodePort");
-        assert.equal(gateway.spec.ports[0].nodePort, 30080);
+        assert.deepEqual(
+          gateway.spec.ports.map((p: Obj) => `${p.name} ${p.port}→${p.targetPort} node ${p.nodePort}`),
+          ["http 8080→rpc node 30080"],
+          "the admin port (9080) stays inside the cluster: kubectl port-forward",
+        );
+        assert.deepEqual(
+          services.filter((s) => s.spec.type === "NodePort").map((s) => s.metadata.name),
+          ["gateway"],
+        );
       });
     }
   });

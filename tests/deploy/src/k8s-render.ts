@@ -1,0 +1,30 @@
+/** Rendering k8s/ with `kubectl kustomize`, for the static checks of k8s*.test.ts. */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+
+// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are checked field by field
+export type Obj = any;
+
+export const root = fileURLToPath(new URL("../../../", import.meta.url));
+
+const KUSTOMIZATION_FILES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/** Every overlay in k8s/overlays/: each directory holding a kustomization file. */
+export function overlays(): string[] {
+  const dir = join(root, "k8s/overlays");
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && KUSTOMIZATION_FILES.some((f) => existsSync(join(dir, e.name, f))))
+    .map((e) => e.name)
+    .sort();
+}
+
+/** The objects `kubectl kustomize dir` renders. */
+export function render(dir: string): Obj[] {
+  const text = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8" });
+  return parseAllDocuments(text)
+    .map((d) => d.toJS())
+    .filter((o) => o !== null);
+}
