@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { context, trace } from "@opentelemetry/api";
+import { context, INVALID_SPANID, trace } from "@opentelemetry/api";
 import pino, { type DestinationStream, type Logger } from "pino";
 import pretty from "pino-pretty";
 import { codeToString } from "./codes.ts";
@@ -67,11 +67,17 @@ export function createLogger(options: LoggerOptions): Logger {
   );
 }
 
-/** pino merges each line's fields into what this returns, so it must be a fresh object. */
+/**
+ * pino merges each line's fields into what this returns, so it must be a
+ * fresh object. No fields outside a span, nor for the invalid (all-zero)
+ * span the API hands out when no SDK is started: a zero id would group
+ * unrelated lines as one trace.
+ */
 function traceFields(): object {
   const span = trace.getSpan(context.active());
   if (span === undefined) return {};
   const { traceId, spanId } = span.spanContext();
+  if (spanId === INVALID_SPANID) return {};
   return { trace_id: traceId, span_id: spanId };
 }
 

@@ -28,33 +28,56 @@ export const metricsRegistry = new Registry();
  */
 export const HANDLING_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Labels of every grpc_* series; the handled counters add `grpc_code`, the histograms' buckets `le`. */
+const METHOD_LABELS = ["grpc_type", "grpc_service", "grpc_method"] as const;
+
+/**
+ * Declares the label names of one of our families on it, as prom-client's
+ * own metrics carry theirs (`labelNames`), so that every metric in the
+ * registry says which labels a query may use (the dashboard check reads it).
+ */
+function labelled<F extends object>(
+  family: F,
+  labelNames: readonly string[],
+): F & { readonly labelNames: readonly string[] } {
+  return Object.assign(family, { labelNames });
+}
+
 function sideMetrics(side: "server" | "client") {
   return {
-    started: new CounterFamily(
-      metricsRegistry,
-      `grpc_${side}_started_total`,
-      `Total number of RPCs started on the ${side}.`,
+    started: labelled(
+      new CounterFamily(metricsRegistry, `grpc_${side}_started_total`, `Total number of RPCs started on the ${side}.`),
+      METHOD_LABELS,
     ),
-    handled: new CounterFamily(
-      metricsRegistry,
-      `grpc_${side}_handled_total`,
-      `Total number of RPCs completed on the ${side}, regardless of success or failure.`,
+    handled: labelled(
+      new CounterFamily(
+        metricsRegistry,
+        `grpc_${side}_handled_total`,
+        `Total number of RPCs completed on the ${side}, regardless of success or failure.`,
+      ),
+      [...METHOD_LABELS, "grpc_code"],
     ),
-    seconds: new HistogramFamily(
-      metricsRegistry,
-      `grpc_${side}_handling_seconds`,
-      side === "server"
-        ? "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server."
-        : "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
-      HANDLING_SECONDS_BUCKETS,
+    seconds: labelled(
+      new HistogramFamily(
+        metricsRegistry,
+        `grpc_${side}_handling_seconds`,
+        side === "server"
+          ? "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server."
+          : "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
+        HANDLING_SECONDS_BUCKETS,
+      ),
+      METHOD_LABELS,
     ),
     // Response messages of streams: sent by the server, received by the client.
-    streamMessages: new CounterFamily(
-      metricsRegistry,
-      side === "server" ? "grpc_server_msg_sent_total" : "grpc_client_msg_received_total",
-      side === "server"
-        ? "Total number of gRPC stream messages sent by the server."
-        : "Total number of RPC stream messages received by the client.",
+    streamMessages: labelled(
+      new CounterFamily(
+        metricsRegistry,
+        side === "server" ? "grpc_server_msg_sent_total" : "grpc_client_msg_received_total",
+        side === "server"
+          ? "Total number of gRPC stream messages sent by the server."
+          : "Total number of RPC stream messages received by the client.",
+      ),
+      METHOD_LABELS,
     ),
   };
 }
@@ -64,15 +87,17 @@ type SideMetrics = ReturnType<typeof sideMetrics>;
 const server = sideMetrics("server");
 const client = sideMetrics("client");
 
-const serverInFlight = new GaugeFamily(
-  metricsRegistry,
-  "rpc_kit_server_in_flight_calls",
-  "Calls being served right now.",
+const serverInFlight = labelled(
+  new GaugeFamily(metricsRegistry, "rpc_kit_server_in_flight_calls", "Calls being served right now."),
+  ["grpc_service"],
 );
-const clientInFlight = new GaugeFamily(
-  metricsRegistry,
-  "rpc_kit_client_in_flight_calls",
-  "Outbound calls in flight right now, per upstream target.",
+const clientInFlight = labelled(
+  new GaugeFamily(
+    metricsRegistry,
+    "rpc_kit_client_in_flight_calls",
+    "Outbound calls in flight right now, per upstream target.",
+  ),
+  ["target"],
 );
 
 /** The series of one method on one side (and, for clients, one target), bound once. */

@@ -7,9 +7,11 @@ import { setting } from "./config.ts";
  * One call starts the OpenTelemetry SDK for the process. The SDK reads the
  * standard `OTEL_*` variables itself (sampler, propagators, resource,
  * exporter protocol and headers); rpc-kit decides only whether spans leave
- * the process: OTLP/HTTP export when an OTLP endpoint is set, nothing
- * otherwise. Spans are still made without an exporter, so trace ids reach
- * the logs and the next hop either way.
+ * the process: OTLP/HTTP export when an OTLP endpoint is set and
+ * OTEL_TRACES_EXPORTER is not `none`, nothing otherwise. Spans are still made
+ * without an exporter, so trace ids reach the logs and the next hop either
+ * way (left to itself, the SDK registers no tracer at all for `none`, and a
+ * call would get no trace id of its own, in the logs or on the wire).
  */
 
 /** The telemetry variables rpc-kit itself reads; spread into an app's config spec. */
@@ -23,6 +25,10 @@ export function telemetrySettings() {
       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
       "OTLP/HTTP traces URL, overrides the base URL",
     ),
+    tracesExporter: setting.optional(
+      "OTEL_TRACES_EXPORTER",
+      "none: export no spans even with an endpoint set (trace context is still propagated and logged); otherwise as the SDK reads it (default otlp)",
+    ),
   };
 }
 
@@ -31,6 +37,8 @@ export interface TelemetryOptions {
   readonly serviceName: string;
   readonly otlpEndpoint: string | undefined;
   readonly otlpTracesEndpoint: string | undefined;
+  /** OTEL_TRACES_EXPORTER; `none` exports nothing. Default undefined: the SDK's default, otlp. */
+  readonly tracesExporter?: string | undefined;
   /** Replaces the exporter chosen from the environment (tests and benchmarks). */
   readonly spanProcessors?: readonly SpanProcessor[];
 }
@@ -40,7 +48,10 @@ let sdk: NodeSDK | undefined;
 /** Starts the SDK once per process; later calls are ignored. */
 export function startTelemetry(options: TelemetryOptions): void {
   if (sdk !== undefined) return;
-  const exportFromEnv = options.otlpEndpoint !== undefined || options.otlpTracesEndpoint !== undefined;
+  const exportFromEnv =
+    (options.otlpEndpoint !== undefined || options.otlpTracesEndpoint !== undefined) &&
+    // The SDK's reading: the first name decides whether there is any exporter.
+    options.tracesExporter?.split(",")[0]?.trim() !== "none";
   sdk = new NodeSDK({
     resource: defaultResource().merge(resourceFromAttributes({ "service.name": options.serviceName })),
     // Undefined lets the SDK build the OTLP exporter from OTEL_* (protocol, headers, timeout).

@@ -12,6 +12,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { codeToString } from "./codes.ts";
+import { parseTargetSpec } from "./discovery.ts";
 
 /**
  * Client and server spans for every RPC, as Connect interceptors on
@@ -50,9 +51,13 @@ const SERVER_ERROR_CODES: ReadonlySet<Code> = new Set([
   Code.DataLoss,
 ]);
 
-/** The RPC system of a call as the edge received it: Connect, or gRPC (and gRPC-Web). */
-function systemOf(contentType: string | null): "grpc" | "connect_rpc" {
-  return contentType?.startsWith("application/grpc") ? "grpc" : "connect_rpc";
+/**
+ * The RPC system of a call as the edge received it: gRPC (and gRPC-Web), or
+ * Connect, spelled as semantic conventions 1.45 spell it
+ * (`RPC_SYSTEM_NAME_VALUE_CONNECTRPC`).
+ */
+function systemOf(contentType: string | null): "grpc" | "connectrpc" {
+  return contentType?.startsWith("application/grpc") ? "grpc" : "connectrpc";
 }
 
 function finish(span: Span, kind: "server" | "client", system: string, err: unknown): void {
@@ -69,7 +74,9 @@ function finish(span: Span, kind: "server" | "client", system: string, err: unkn
 
 /**
  * Runs each `next()` of a stream inside `ctx`, ending the span when the
- * stream ends, fails, or its reader stops early.
+ * stream ends, fails, or its reader stops early. The inner iterator's
+ * `return()` runs inside `ctx` too: the interceptors within (the per-RPC log
+ * line of a cancelled stream) must still see the call's span.
  */
 async function* traceStream<T>(
   messages: AsyncIterable<T>,
@@ -93,7 +100,7 @@ async function* traceStream<T>(
   } finally {
     if (!ended) {
       end(new ConnectError("the reader stopped early", Code.Canceled));
-      await it.return?.();
+      await context.with(ctx, () => it.return?.());
     }
   }
 }
@@ -137,14 +144,14 @@ export function serverTracingInterceptor(engine: "grpc" | "connect"): Intercepto
  * server span of the call being served), injected into the request headers.
  */
 export function clientTracingInterceptor(target: string): Interceptor {
-  const { address, port } = hostPort(target);
+  const { address, port } = serverAddressOf(target);
   return (next) => async (req) => {
     const parent = context.active();
     const attributes: Attributes = {
       "rpc.system.name": "grpc",
       "rpc.method": `${req.service.typeName}/${req.method.name}`,
       "server.address": address,
-      ...(port !== undefined && { "server.port": port }),
+      "server.port": port,
     };
     const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.CLIENT, attributes }, parent);
     const ctx = trace.setSpan(parent, span);
@@ -174,10 +181,14 @@ export function clientTracingInterceptor(target: string): Interceptor {
   };
 }
 
-/** `dns:///users:50051` → users, 50051. */
-function hostPort(target: string): { address: string; port: number | undefined } {
-  const rest = target.replace(/^dns:\/\/\//, "");
-  const colon = rest.lastIndexOf(":");
-  if (colon < 0) return { address: rest, port: undefined };
-  return { address: rest.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(rest.slice(colon + 1)) };
+/**
+ * `server.address` and `server.port` of a target, worked out once per client:
+ * `dns:///users:50051` → users, 50051; a static list's first entry
+ * (`static:///10.0.0.1:50051,10.0.0.2:50051` → 10.0.0.1, 50051), because
+ * which endpoint a call lands on is decided below the interceptors.
+ */
+export function serverAddressOf(target: string): { address: string; port: number } {
+  const spec = parseTargetSpec(target);
+  const first = spec.kind === "dns" ? spec : spec.hostPorts[0];
+  return { address: first?.host ?? "", port: first?.port ?? 0 };
 }

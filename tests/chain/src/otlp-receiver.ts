@@ -11,6 +11,8 @@ export interface ReceivedSpan {
   traceId: string;
   spanId: string;
   parentSpanId: string;
+  /** The W3C tracestate the span carried, "" when none. */
+  traceState: string;
   name: string;
   /** 1 internal, 2 server, 3 client */
   kind: number;
@@ -42,12 +44,21 @@ function attributesOf(list: OtlpAttribute[] | undefined): Record<string, string 
 export interface OtlpReceiver {
   readonly endpoint: string;
   readonly spans: ReceivedSpan[];
+  /** Every request received, as `METHOD /path content-type`, decoded or not (protobuf is not). */
+  readonly requests: string[];
   close(): Promise<void>;
 }
 
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+/**
+ * Starts a receiver on `port` of `host` (default: any free port on
+ * 127.0.0.1). `{ port: 4318, host: "::" }` is where an SDK sends when no
+ * endpoint is set (http://localhost:4318, either address family).
+ */
+export async function startOtlpReceiver({ port = 0, host = "127.0.0.1" } = {}): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const requests: string[] = [];
   const server = http.createServer((req, res) => {
+    requests.push(`${req.method} ${req.url} ${req.headers["content-type"] ?? ""}`);
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -70,6 +81,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
               traceId: String(s.traceId),
               spanId: String(s.spanId),
               parentSpanId: String(s.parentSpanId ?? ""),
+              traceState: String(s.traceState ?? ""),
               name: String(s.name),
               kind: Number(s.kind),
               startNs: BigInt(String(s.startTimeUnixNano)),
@@ -88,10 +100,14 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, resolve);
+  });
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     spans,
+    requests,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -29,10 +29,12 @@ function envPort(service: ComposeService | undefined, variable: string): string 
 
 const PROMQL_KEYWORDS = new Set(["and", "or", "unless", "bool", "offset"]);
 
+/** Strings emptied, so that nothing inside a label value is read as a name. */
+const withoutStrings = (expr: string) => expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+
 /** The metric names a PromQL expression selects: identifiers that are not functions, labels or keywords. */
 function metricNamesIn(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+  const bare = withoutStrings(expr)
     .replace(/\{[^}]*\}/g, " ")
     .replace(/\[[^\]]*\]/g, " ")
     .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ");
@@ -41,15 +43,82 @@ function metricNamesIn(expr: string): string[] {
     .filter((name) => !PROMQL_KEYWORDS.has(name));
 }
 
-/** Every metric name the services export, from rpc-kit's own registry, with histogram series. */
-async function exportedMetricNames(): Promise<Set<string>> {
+/** Label names an expression uses: in selectors (`metric{label="…"}`, per metric) and in grouping clauses. */
+function labelsIn(expr: string): { selectors: { metric: string; labels: string[] }[]; grouping: string[] } {
+  const bare = withoutStrings(expr);
+  const selectors = [...bare.matchAll(/([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}/g)].map((m) => ({
+    metric: m[1] ?? "",
+    labels: [...(m[2] ?? "").matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)].map((l) => l[1] ?? ""),
+  }));
+  const grouping = [...bare.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g)].flatMap(
+    (m) =>
+      (m[1] ?? "")
+        .split(",")
+        .map((l) => l.trim())
+        .filter(Boolean),
+  );
+  return { selectors, grouping };
+}
+
+/**
+ * Every series name Prometheus will have from the services, with its label
+ * names: each metric in rpc-kit's registry (histograms as their `_bucket`,
+ * `_sum` and `_count` series only, never the bare name; `_bucket` adds `le`),
+ * plus the labels the scrape itself adds.
+ */
+async function exportedSeries(scrapeLabels: readonly string[]): Promise<Map<string, Set<string>>> {
   collectRuntimeMetrics();
-  const names = new Set<string>();
+  const series = new Map<string, Set<string>>();
   for (const m of await metricsRegistry.getMetricsAsJSON()) {
-    names.add(m.name);
-    if (String(m.type) === "histogram") for (const s of ["_bucket", "_sum", "_count"]) names.add(m.name + s);
+    const declared = (metricsRegistry.getSingleMetric(m.name) as { labelNames?: readonly string[] } | undefined)
+      ?.labelNames;
+    assert.ok(declared, `${m.name} declares its label names`);
+    const labels = [...declared, ...scrapeLabels];
+    if (String(m.type) === "histogram") {
+      series.set(`${m.name}_bucket`, new Set([...labels, "le"]));
+      series.set(`${m.name}_sum`, new Set(labels));
+      series.set(`${m.name}_count`, new Set(labels));
+    } else {
+      series.set(m.name, new Set(labels));
+    }
   }
-  return names;
+  return series;
+}
+
+/** What is wrong with a dashboard query: unknown metrics, and labels that its metrics do not have. */
+function queryProblems(expr: string, legend: string, exported: Map<string, Set<string>>): string[] {
+  const problems: string[] = [];
+  const metrics = metricNamesIn(expr);
+  if (metrics.length === 0) problems.push("selects no metric");
+  for (const metric of metrics) if (!exported.has(metric)) problems.push(`${metric} is not exported`);
+  const { selectors, grouping } = labelsIn(expr);
+  for (const { metric, labels } of selectors) {
+    const known = exported.get(metric);
+    for (const label of labels) if (known && !known.has(label)) problems.push(`${metric} has no label ${label}`);
+  }
+  // A grouping or legend label must exist on at least one metric of the query.
+  const anywhere = new Set(metrics.flatMap((m) => [...(exported.get(m) ?? [])]));
+  for (const label of grouping) if (!anywhere.has(label)) problems.push(`no metric of the query has label ${label}`);
+  for (const [, label] of legend.matchAll(/\{\{\s*(\w+)\s*\}\}/g)) {
+    if (label && !anywhere.has(label)) problems.push(`the legend names ${label}, which no metric of the query has`);
+  }
+  return problems;
+}
+
+interface PrometheusConfig {
+  scrape_configs: {
+    metrics_path?: string;
+    static_configs: { targets: string[]; labels?: Record<string, string> }[];
+  }[];
+}
+
+/** Labels every scraped series gets: `job`, `instance`, and the static configs' own (`service`). */
+function scrapeLabels(config: PrometheusConfig): string[] {
+  const labels = new Set(["job", "instance"]);
+  for (const job of config.scrape_configs) {
+    for (const group of job.static_configs) for (const label of Object.keys(group.labels ?? {})) labels.add(label);
+  }
+  return [...labels];
 }
 
 describe("docker-compose.yml", () => {
@@ -108,12 +177,7 @@ describe("docker-compose.yml", () => {
 
 describe("observability configs", () => {
   it("Prometheus scrapes every service's admin port, and only those", () => {
-    const config = load("observability/prometheus.yml") as {
-      scrape_configs: {
-        metrics_path?: string;
-        static_configs: { targets: string[]; labels?: Record<string, string> }[];
-      }[];
-    };
+    const config = load("observability/prometheus.yml") as PrometheusConfig;
     const scraped = new Set<string>();
     for (const job of config.scrape_configs) {
       assert.equal(job.metrics_path ?? "/metrics", "/metrics");
@@ -177,21 +241,74 @@ describe("observability configs", () => {
     }
   });
 
-  it("every dashboard query names only metrics the services export, through the provisioned datasource", async () => {
+  it("every dashboard query names only series and labels the services export, through the provisioned datasource", async () => {
     const dashboard = JSON.parse(readFileSync(`${root}/observability/grafana/dashboards/rpc-chain.json`, "utf8")) as {
-      panels: { type: string; title: string; datasource?: { uid: string }; targets?: { expr: string }[] }[];
+      panels: {
+        type: string;
+        title: string;
+        datasource?: { type: string; uid: string };
+        targets?: { expr: string; legendFormat?: string; datasource?: { type: string; uid: string } }[];
+      }[];
     };
-    const exported = await exportedMetricNames();
+    const { datasources } = load("observability/grafana/provisioning/datasources/prometheus.yaml") as {
+      datasources: { uid: string; type: string }[];
+    };
+    const prometheus = datasources.find((d) => d.type === "prometheus");
+    assert.ok(prometheus?.uid, "the Prometheus datasource has a uid");
+    const exported = await exportedSeries(scrapeLabels(load("observability/prometheus.yml") as PrometheusConfig));
     const panels = dashboard.panels.filter((p) => p.type !== "row");
     assert.ok(panels.length >= 6);
     for (const panel of panels) {
-      assert.equal(panel.datasource?.uid, "prometheus", `${panel.title}: datasource`);
+      assert.deepEqual(panel.datasource, { type: "prometheus", uid: prometheus.uid }, `${panel.title}: datasource`);
       assert.ok(panel.targets && panel.targets.length > 0, `${panel.title}: has queries`);
-      for (const { expr } of panel.targets) {
-        const metrics = metricNamesIn(expr);
-        assert.ok(metrics.length > 0, `${panel.title}: ${expr} selects a metric`);
-        for (const metric of metrics) assert.ok(exported.has(metric), `${panel.title}: ${metric} is exported`);
+      for (const target of panel.targets) {
+        if (target.datasource) assert.equal(target.datasource.uid, prometheus.uid, `${panel.title}: query datasource`);
+        assert.deepEqual(
+          queryProblems(target.expr, target.legendFormat ?? "", exported),
+          [],
+          `${panel.title}: ${target.expr}`,
+        );
       }
     }
+  });
+
+  it("shows p50, p95 and p99 latency per method, server side and for each hop (client side)", () => {
+    const dashboard = JSON.parse(readFileSync(`${root}/observability/grafana/dashboards/rpc-chain.json`, "utf8")) as {
+      panels: { targets?: { expr: string }[] }[];
+    };
+    const exprs = dashboard.panels.flatMap((p) => p.targets ?? []).map((t) => t.expr.replace(/\s+/g, ""));
+    for (const side of ["server", "client"]) {
+      for (const q of ["0.5", "0.95", "0.99"]) {
+        assert.ok(
+          exprs.some(
+            (e) =>
+              e.startsWith(`histogram_quantile(${q},`) &&
+              e.includes(`grpc_${side}_handling_seconds_bucket`) &&
+              /by\([^)]*\ble\b[^)]*\bgrpc_method\b/.test(e),
+          ),
+          `p${Number(q) * 100} of grpc_${side}_handling_seconds per method`,
+        );
+      }
+    }
+  });
+
+  it("the query check catches a histogram's bare name, an unknown metric, and a mistyped label", async () => {
+    const exported = await exportedSeries(["job", "instance", "service"]);
+    const check = (expr: string, legend = "") => queryProblems(expr, legend, exported);
+    assert.deepEqual(check("sum by (service, grpc_code) (rate(grpc_server_handled_total[1m]))", "{{service}}"), []);
+    assert.deepEqual(check("rate(grpc_server_handling_seconds[1m])"), ["grpc_server_handling_seconds is not exported"]);
+    assert.deepEqual(check("rate(grpc_server_handled[1m])"), ["grpc_server_handled is not exported"]);
+    assert.deepEqual(check('sum(rate(grpc_server_handled_total{grpc_cde!="OK"}[1m]))'), [
+      "grpc_server_handled_total has no label grpc_cde",
+    ]);
+    assert.deepEqual(check("sum by (servce) (rate(grpc_server_handled_total[1m]))"), [
+      "no metric of the query has label servce",
+    ]);
+    assert.deepEqual(check("sum by (le) (rate(grpc_server_handling_seconds_count[1m]))"), [
+      "no metric of the query has label le",
+    ]);
+    assert.deepEqual(check("sum by (service) (rpc_kit_client_in_flight_calls)", "{{service}} {{grpc_method}}"), [
+      "the legend names grpc_method, which no metric of the query has",
+    ]);
   });
 });
