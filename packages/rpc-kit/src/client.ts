@@ -122,25 +122,18 @@ export function createClient<S extends DescService>(
 ): Client<S> {
   const normalized = parseTarget(target);
   const pool = options.pool ?? defaultUpstreamPool;
-  const upstream = pool.get(normalized, {
-    ...(options.policy && { policy: options.policy }),
-    ...(options.dnsRefreshMs !== undefined && { dnsRefreshMs: options.dnsRefreshMs }),
-    ...(options.dnsServers && { dnsServers: options.dnsServers }),
-    ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
-    ...(options.retryBudget && { retryBudget: options.retryBudget }),
-    ...(options.tls && { tls: options.tls }),
-    ...(options.tlsServerName && { tlsServerName: options.tlsServerName }),
-  });
+  const { timeoutMs, deadlineMarginMs, retry, interceptors, pool: _pool, ...upstreamOptions } = options;
+  const upstream = pool.get(normalized, upstreamOptions);
   const transport = createGrpcTransport({
     upstream,
-    defaultTimeoutMs: options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
-    deadlineMarginMs: options.deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS,
-    retry: { ...DEFAULT_RETRY, ...options.retry },
+    defaultTimeoutMs: timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+    deadlineMarginMs: deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS,
+    retry: { ...DEFAULT_RETRY, ...retry },
     interceptors: [
       clientTracingInterceptor(normalized),
       clientMetricsInterceptor(normalized),
       clientTimingInterceptor(normalized),
-      ...(options.interceptors ?? []),
+      ...(interceptors ?? []),
     ],
   });
   return createClientFromTransport(service, transport);

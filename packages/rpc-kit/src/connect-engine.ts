@@ -5,6 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { peerAddressKey } from "./call-context.ts";
+import { connectionAge } from "./connection-age.ts";
 import { type CorsGate, createCorsGate } from "./cors.ts";
 import { clampTimeoutHeaders, createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
@@ -35,6 +36,10 @@ export interface ConnectEngineOptions {
   readonly cors?: CorsGate;
   /** Served for GET/HEAD paths that are not RPCs (static-site.ts). Default none: 404. */
   readonly site?: StaticSite;
+  /** Connections older than this (±10%) are asked to go away (connection-age.ts). Default 0: never. */
+  readonly maxConnectionAgeMs?: number;
+  /** After that, calls still open on an HTTP/2 connection get this long before it is destroyed. Default 10,000 ms. */
+  readonly maxConnectionAgeGraceMs?: number;
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -141,10 +146,12 @@ export function createConnectEngine(
   );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
+  const age = connectionAge(options.maxConnectionAgeMs ?? 0, options.maxConnectionAgeGraceMs ?? 10_000);
   let closing = false;
 
   h2.on("session", (session) => {
     sessions.add(session);
+    age.session(session);
     session.once("close", () => sessions.delete(session));
     if (closing) session.close();
   });
@@ -155,8 +162,8 @@ export function createConnectEngine(
   h1.on("request", (req, res) => {
     const socket = req.socket;
     h1Requests.set(socket, (h1Requests.get(socket) ?? 0) + 1);
-    // Once closing, ask keep-alive clients to reconnect elsewhere.
-    if (closing) res.setHeader("connection", "close");
+    // Once closing (or the connection is old), ask keep-alive clients to reconnect elsewhere.
+    if (closing || age.isOld(socket)) res.setHeader("connection", "close");
     res.once("close", () => {
       const left = (h1Requests.get(socket) ?? 1) - 1;
       h1Requests.set(socket, left);
@@ -181,6 +188,7 @@ export function createConnectEngine(
       } else {
         h1Requests.set(socket, 0);
         socket.once("close", () => h1Requests.delete(socket));
+        age.socket(socket);
         h1.emit("connection", socket);
         socket.resume();
       }

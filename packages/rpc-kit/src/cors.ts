@@ -1,7 +1,7 @@
 import { cors as connectCors } from "@connectrpc/connect";
 import type { Config, Setting } from "./config.ts";
 import type { EdgeRequest, EdgeResponse } from "./edge-http.ts";
-import { FAULT_DELAY_HEADER, FAULT_TARGET_HEADER } from "./fault-injection.ts";
+import { FAULT_CODE_HEADER, FAULT_DELAY_HEADER, FAULT_TARGET_HEADER } from "./fault-injection.ts";
 import { SERVER_TIMING, SERVER_TIMING_REQUEST } from "./server-timing.ts";
 
 /**
@@ -23,6 +23,7 @@ export const CORS_ALLOWED_HEADERS = [
   "Tracestate",
   "Baggage",
   FAULT_DELAY_HEADER,
+  FAULT_CODE_HEADER,
   FAULT_TARGET_HEADER,
   SERVER_TIMING_REQUEST,
 ];

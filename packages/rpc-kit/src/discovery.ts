@@ -50,13 +50,17 @@ export interface ResolveOptions {
    * (getaddrinfo: /etc/hosts, search domains, what every other program sees).
    */
   readonly dnsServers?: readonly string[];
+  /** With `dnsServers`: wait this long for an answer before asking again. Default 1,000 ms. */
+  readonly dnsTimeoutMs?: number;
+  /** With `dnsServers`: ask this many times before giving up. Default 2. */
+  readonly dnsTries?: number;
 }
 
 /** Resolves a host name to its distinct IP addresses, IPv4 first. */
 export async function resolveHost(host: string, options: ResolveOptions = {}): Promise<string[]> {
   if (isIP(host)) return [host];
   if (options.dnsServers && options.dnsServers.length > 0) {
-    const resolver = new Resolver({ timeout: 1_000, tries: 2 });
+    const resolver = new Resolver({ timeout: options.dnsTimeoutMs ?? 1_000, tries: options.dnsTries ?? 2 });
     resolver.setServers([...options.dnsServers]);
     const [v4, v6] = await Promise.allSettled([resolver.resolve4(host), resolver.resolve6(host)]);
     const ips = [...(v4.status === "fulfilled" ? v4.value : []), ...(v6.status === "fulfilled" ? v6.value : [])];

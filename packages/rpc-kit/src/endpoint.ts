@@ -8,11 +8,28 @@ import type { EndpointAddress } from "./discovery.ts";
  * connectivity, its in-flight calls, and whether it is ejected.
  */
 
-/** Outlier ejection: consecutive Unavailable answers that eject an endpoint. */
-export const EJECTION_THRESHOLD = 5;
-/** First ejection lasts this long; each further one twice as long, up to the max. */
-export const BASE_EJECTION_MS = 1_000;
-export const MAX_EJECTION_MS = 30_000;
+/**
+ * Outlier ejection: an endpoint that answers Unavailable again and again
+ * (overloaded, draining, broken) is left out of balancing for a while, then
+ * probed by real calls again. Every field has a default.
+ */
+export interface EjectionOptions {
+  /** Consecutive Unavailable answers that eject an endpoint. Default 5; 0 turns ejection off. */
+  readonly consecutiveFailures?: number;
+  /** The first ejection's length; each relapse doubles it. Default 1,000 ms. */
+  readonly baseMs?: number;
+  /**
+   * The longest ejection; an endpoint that stays in rotation this long after
+   * its last ejection starts over at `baseMs`. Default 30,000 ms.
+   */
+  readonly maxMs?: number;
+}
+
+export const DEFAULT_EJECTION: Required<EjectionOptions> = Object.freeze({
+  consecutiveFailures: 5,
+  baseMs: 1_000,
+  maxMs: 30_000,
+});
 
 export class Endpoint {
   readonly address: EndpointAddress;
@@ -20,21 +37,27 @@ export class Endpoint {
   inFlight = 0;
   calls = 0;
   failures = 0;
+  /** Ejections since the endpoint was created (for /debug/rpc). */
   ejections = 0;
+  /** Ejections since the last long healthy spell: sets the next ejection's length. */
+  #relapses = 0;
   #consecutiveFailures = 0;
   #ejectedUntil = 0;
   #state: connectivityState;
   #closed = false;
   readonly #onChange: (endpoint: Endpoint) => void;
+  readonly #ejection: Required<EjectionOptions>;
 
   constructor(
     address: EndpointAddress,
     options: ChannelOptions,
     onChange: (endpoint: Endpoint) => void,
     channelCredentials: ChannelCredentials = credentials.createInsecure(),
+    ejection: Required<EjectionOptions> = DEFAULT_EJECTION,
   ) {
     this.address = address;
     this.#onChange = onChange;
+    this.#ejection = ejection;
     this.client = new Client(address, channelCredentials, options);
     // Connect now, and again whenever the channel goes idle (a server's GOAWAY,
     // grpc-js's idle timeout): an endpoint in rotation keeps a warm connection.
@@ -72,9 +95,13 @@ export class Endpoint {
     }
     this.failures++;
     this.#consecutiveFailures++;
-    if (this.#consecutiveFailures >= EJECTION_THRESHOLD && now >= this.#ejectedUntil) {
-      // Ejected for a while, then probed by real calls again; each relapse doubles the wait.
-      this.#ejectedUntil = now + Math.min(MAX_EJECTION_MS, BASE_EJECTION_MS * 2 ** this.ejections);
+    const { consecutiveFailures, baseMs, maxMs } = this.#ejection;
+    if (consecutiveFailures > 0 && this.#consecutiveFailures >= consecutiveFailures && now >= this.#ejectedUntil) {
+      // Ejected for a while, then probed by real calls again; each relapse doubles the wait,
+      // unless the endpoint did well for the longest wait since its last ejection.
+      if (now - this.#ejectedUntil >= maxMs) this.#relapses = 0;
+      this.#ejectedUntil = now + Math.min(maxMs, baseMs * 2 ** this.#relapses);
+      this.#relapses++;
       this.ejections++;
       this.#consecutiveFailures = 0;
       this.#onChange(this);

@@ -5,6 +5,7 @@ import {
   BadRequestSchema,
   file_google_rpc_error_details,
 } from "@demo/proto/google/rpc/error_details_pb";
+import { NO_RETRY_PUSHBACK } from "./retry-policy.ts";
 
 /**
  * The error policy of every hop, in one place.
@@ -13,7 +14,8 @@ import {
  * - An error that came from an upstream call and escaped the handler is
  *   translated (Google API guidance, "translate, don't relay"): NotFound and
  *   AlreadyExists keep their code, message and details; Unavailable and
- *   ResourceExhausted become Unavailable; DeadlineExceeded and Canceled keep
+ *   ResourceExhausted become Unavailable, marked "do not retry" for the
+ *   caller (retry-policy.ts: one retry layer); DeadlineExceeded and Canceled keep
  *   their code, with a message of our own (grpc-js writes the upstream's
  *   address into its own, which must not reach a public caller); anything else (the upstream's InvalidArgument is our bug)
  *   becomes Internal. A handler that means to pass another code on says so
@@ -72,7 +74,8 @@ export function toCallerError(thrown: unknown): ConnectError {
 /** Applies the translation policy above to an error received from an upstream call. */
 export function translateUpstreamError(err: ConnectError): ConnectError {
   if (err.code === Code.ResourceExhausted || err.code === Code.Unavailable) {
-    return new ConnectError("a dependency is unavailable", Code.Unavailable, undefined, undefined, err);
+    // This hop's client already retried it (within its budget): its callers must not retry again.
+    return new ConnectError("a dependency is unavailable", Code.Unavailable, NO_RETRY_PUSHBACK, undefined, err);
   }
   const ownMessage = OWN_MESSAGES.get(err.code);
   if (ownMessage !== undefined) {

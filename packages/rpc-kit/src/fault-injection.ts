@@ -2,33 +2,59 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { forwardHeaders } from "./call-scope.ts";
 
 /**
- * Opt-in fault injection for demos and drills (FAULT_INJECTION=on): a
- * request carrying `x-fault-delay-ms: N` and `x-fault-target: <service>` is
- * held N ms in that service before its handler runs. Both headers are passed
- * on to every outbound call, so a fault aimed at `users` can be sent to the
- * gateway. The wait ends early when the call is cancelled or times out, as a
- * real slow handler should.
+ * Opt-in fault injection for demos and drills (FAULT_INJECTION=on), aimed
+ * with `x-fault-target: <service>`:
+ * - `x-fault-delay-ms: N` holds the call N ms in that service before its
+ *   handler runs; the wait ends early when the call is cancelled or times
+ *   out, as a real slow handler should.
+ * - `x-fault-code: <code>` (Connect's names: `unavailable`, `internal`, …)
+ *   makes that service answer with the code instead of running its handler,
+ *   as an overloaded or broken replica would.
+ * The headers are passed on to every outbound call, so a fault aimed at
+ * `users` can be sent to the gateway.
  */
 
 export const FAULT_DELAY_HEADER = "x-fault-delay-ms";
+export const FAULT_CODE_HEADER = "x-fault-code";
 export const FAULT_TARGET_HEADER = "x-fault-target";
+
+/** Codes by their Connect names (`not_found`), as `x-fault-code` takes them. */
+const CODES_BY_NAME: ReadonlyMap<string, Code> = new Map(
+  Object.values(Code)
+    .filter((c): c is Code => typeof c === "number")
+    .map((c) => [Code[c].replace(/[A-Z]/g, (l, i: number) => (i === 0 ? l : `_${l}`)).toLowerCase(), c]),
+);
 /** Longest delay accepted: one minute. */
 export const MAX_FAULT_DELAY_MS = 60_000;
 
 export function faultInjectionInterceptor(serviceName: string): Interceptor {
   return (next) => async (req) => {
-    const raw = req.header.get(FAULT_DELAY_HEADER);
-    if (raw === null) return next(req);
-    const delayMs = Number(raw);
+    const rawDelay = req.header.get(FAULT_DELAY_HEADER);
+    const rawCode = req.header.get(FAULT_CODE_HEADER);
+    if (rawDelay === null && rawCode === null) return next(req);
+    const delayMs = Number(rawDelay ?? 0);
     if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > MAX_FAULT_DELAY_MS) {
       throw new ConnectError(
         `${FAULT_DELAY_HEADER} must be an integer from 0 to ${MAX_FAULT_DELAY_MS}`,
         Code.InvalidArgument,
       );
     }
+    const code = rawCode === null ? undefined : CODES_BY_NAME.get(rawCode.trim().toLowerCase());
+    if (rawCode !== null && code === undefined) {
+      throw new ConnectError(
+        `${FAULT_CODE_HEADER} must be a code name: ${[...CODES_BY_NAME.keys()].join(", ")}`,
+        Code.InvalidArgument,
+      );
+    }
     const target = req.header.get(FAULT_TARGET_HEADER) ?? "";
-    forwardHeaders(req.contextValues, { [FAULT_DELAY_HEADER]: String(delayMs), [FAULT_TARGET_HEADER]: target });
-    if (target === serviceName) await sleep(delayMs, req.signal);
+    forwardHeaders(req.contextValues, {
+      ...(rawDelay !== null && { [FAULT_DELAY_HEADER]: String(delayMs) }),
+      ...(rawCode !== null && { [FAULT_CODE_HEADER]: rawCode.trim().toLowerCase() }),
+      [FAULT_TARGET_HEADER]: target,
+    });
+    if (target !== serviceName) return next(req);
+    if (delayMs > 0) await sleep(delayMs, req.signal);
+    if (code !== undefined) throw new ConnectError(`fault injected: ${Code[code]}`, code);
     return next(req);
   };
 }

@@ -28,8 +28,8 @@ import { markUpstreamError } from "./errors.ts";
 import { headersToMetadata, isEmptyHeaders, metadataToHeaders } from "./grpc-metadata.ts";
 import { grpcStatusToConnectError } from "./grpc-status.ts";
 import { recordRetry, recordRetryThrottled } from "./metrics.ts";
-import { backoffMs, isRetryable, markNeverSent, type RetryOptions } from "./retry-policy.ts";
-import type { Upstream } from "./upstream.ts";
+import { backoffMs, isRetryable, markFinal, markNeverSent, type RetryOptions, retryPushback } from "./retry-policy.ts";
+import type { ConnectWait, Upstream } from "./upstream.ts";
 
 /**
  * A Connect Transport over an upstream's grpc-js endpoint channels:
@@ -105,9 +105,15 @@ function cancelledBecause(reason: unknown): ConnectError {
 /** The signal of a call nobody can cancel. */
 const NEVER_ABORTED = new AbortController().signal;
 
-/** grpc-js's way of saying the call never reached a connection. */
+/**
+ * grpc-js's ways of saying the server never took the call: no connection, or
+ * a stream the server refused (REFUSED_STREAM, e.g. past its concurrency
+ * limit or after its GOAWAY), which grpc-js retries once by itself.
+ */
 function neverSentByGrpcJs(err: ServiceError): boolean {
-  return err.code === GrpcStatus.UNAVAILABLE && /^No connection established/.test(err.details);
+  return (
+    err.code === GrpcStatus.UNAVAILABLE && /^(No connection established|Stream refused by server)/.test(err.details)
+  );
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -159,7 +165,8 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
       target: upstream.target,
       procedure: methodCodec(method).procedure,
     });
-    const unavailable = err.code === GrpcStatus.UNAVAILABLE;
+    // An Unavailable the endpoint relays from its own upstream ("do not retry") says nothing of the endpoint.
+    const unavailable = err.code === GrpcStatus.UNAVAILABLE && retryPushback(connectError) !== "never";
     endpoint.record(unavailable, Date.now());
     if (unavailable) upstream.requestRefresh();
     return neverSentByGrpcJs(err) ? markNeverSent(connectError) : connectError;
@@ -185,7 +192,8 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
         const err = caught as ConnectError & { endpoint?: Endpoint };
         avoid = err.endpoint;
         if (n >= retry.maxAttempts || signal.aborted || !isRetryable(err, method)) throw err;
-        const wait = backoffMs(n, retry);
+        const pushback = retryPushback(err);
+        const wait = typeof pushback === "number" ? pushback : backoffMs(n, retry);
         if (Date.now() + wait >= deadline) throw err;
         if (!upstream.budget.withdraw()) {
           recordRetryThrottled(upstream.target);
@@ -203,8 +211,25 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
   }
 
   /** Picks an endpoint; the error of a failed pick carries no endpoint. */
-  async function pickFor(deadline: number, signal: AbortSignal, avoid: Endpoint | undefined): Promise<Endpoint> {
-    const endpoint = await upstream.pick(deadline, signal, avoid);
+  async function pickFor(
+    method: DescMethod,
+    deadline: number,
+    signal: AbortSignal,
+    wait: ConnectWait,
+    avoid: Endpoint | undefined,
+  ): Promise<Endpoint> {
+    let endpoint: Endpoint;
+    try {
+      endpoint = await upstream.pick(deadline, signal, wait, avoid);
+    } catch (err) {
+      // Translated like any upstream failure when it escapes a handler: its text names internal addresses.
+      const marked = markUpstreamError(err as ConnectError, {
+        target: upstream.target,
+        procedure: methodCodec(method).procedure,
+      });
+      // Waited the whole connect timeout already: another attempt would only wait again, or fail at once.
+      throw wait.leftMs === 0 ? markFinal(marked) : marked;
+    }
     endpoint.calls++;
     endpoint.inFlight++;
     return endpoint;
@@ -218,8 +243,9 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
     const codec = methodCodec(method);
     const deadline = Date.now() + timeout;
     const metadata = isEmptyHeaders(req.header) ? new Metadata() : headersToMetadata(req.header);
+    const wait = upstream.connectWait();
     return withRetries(method, deadline, req.signal, async (avoid) => {
-      const endpoint = await pickFor(deadline, req.signal, avoid);
+      const endpoint = await pickFor(method, deadline, req.signal, wait, avoid);
       const response = await new Promise<UnaryResponse>((resolve, reject) => {
         let responseMetadata: Metadata | undefined;
         let trailers: Metadata | undefined;
@@ -334,8 +360,9 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
           let trailers: Metadata | undefined;
 
           /** One attempt: a call on a chosen endpoint, and its first message (or its end). */
+          const wait = upstream.connectWait();
           const start = async (avoid: Endpoint | undefined) => {
-            const endpoint = await pickFor(deadline, req.signal, avoid);
+            const endpoint = await pickFor(method, deadline, req.signal, wait, avoid);
             const call: ClientReadableStream<unknown> = endpoint.client.makeServerStreamRequest(
               codec.path,
               codec.serialize,

@@ -6,8 +6,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * When a failed call may be tried again (gRPC A6, as FACTS.md states it):
  * only Unavailable; only for methods the proto declares idempotent
  * (`idempotency_level` NO_SIDE_EFFECTS or IDEMPOTENT), unless the request was
- * never sent, which is always safe; one retry layer (rpc-kit's client, not
- * every hop's); full-jitter exponential backoff; never past the deadline.
+ * never sent, which is always safe; full-jitter exponential backoff; never
+ * past the deadline; and one retry layer. That last rule is kept with A6's
+ * server pushback: a hop that passes an upstream's Unavailable on (after its
+ * own client retried it) adds `grpc-retry-pushback-ms: -1`, "do not retry",
+ * so only the hop next to the failure retries, and a failing users service
+ * is not retried again by profiles' caller, and again by the gateway's.
  */
 
 export interface RetryOptions {
@@ -40,6 +44,14 @@ export function wasNeverSent(err: unknown): boolean {
   return err instanceof ConnectError && neverSent.has(err);
 }
 
+const final = new WeakSet<ConnectError>();
+
+/** Marks an error that another attempt cannot mend (a call that spent its whole connect wait). */
+export function markFinal(err: ConnectError): ConnectError {
+  final.add(err);
+  return err;
+}
+
 export function isIdempotent(method: DescMethod): boolean {
   return (
     method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||
@@ -47,9 +59,27 @@ export function isIdempotent(method: DescMethod): boolean {
   );
 }
 
+/** The gRPC A6 trailer by which a server tells its clients when (or whether) to retry. */
+export const RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms";
+
+/** The pushback headers of an error passed on from an upstream: its caller must not retry it. */
+export const NO_RETRY_PUSHBACK: Readonly<Record<string, string>> = Object.freeze({ [RETRY_PUSHBACK_HEADER]: "-1" });
+
+/**
+ * The server's pushback on `err`, as A6 reads it: undefined when it sent none
+ * (use the backoff), "never" for a negative or malformed value (do not retry),
+ * else the delay in ms to wait before the retry.
+ */
+export function retryPushback(err: ConnectError): number | "never" | undefined {
+  const raw = err.metadata.get(RETRY_PUSHBACK_HEADER);
+  if (raw === null) return undefined;
+  return /^\d{1,9}$/.test(raw.trim()) ? Number(raw.trim()) : "never";
+}
+
 /** True when `err` from `method` may be retried. */
 export function isRetryable(err: unknown, method: DescMethod): boolean {
   if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) return false;
+  if (final.has(err) || retryPushback(err) === "never") return false;
   return wasNeverSent(err) || isIdempotent(method);
 }
 

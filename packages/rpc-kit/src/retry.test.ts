@@ -4,7 +4,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createPicker } from "./balancing.ts";
 import { RetryBudget } from "./retry-budget.ts";
-import { backoffMs, DEFAULT_RETRY, isRetryable, markNeverSent } from "./retry-policy.ts";
+import {
+  backoffMs,
+  DEFAULT_RETRY,
+  isRetryable,
+  markFinal,
+  markNeverSent,
+  NO_RETRY_PUSHBACK,
+  retryPushback,
+} from "./retry-policy.ts";
 
 const getUser = UserService.method.getUser;
 const createUser = UserService.method.createUser;
@@ -22,6 +30,21 @@ describe("isRetryable", () => {
 
   it("retries any method when the request was never sent", () => {
     assert.ok(isRetryable(markNeverSent(new ConnectError("no endpoint", Code.Unavailable)), createUser));
+  });
+
+  it("never retries what a hop passes on from its upstream (one retry layer), nor a call that spent its connect wait", () => {
+    const relayed = markNeverSent(new ConnectError("a dependency is unavailable", Code.Unavailable, NO_RETRY_PUSHBACK));
+    assert.ok(!isRetryable(relayed, getUser));
+    assert.ok(!isRetryable(markFinal(markNeverSent(new ConnectError("no ready endpoint", Code.Unavailable))), getUser));
+  });
+
+  it("reads the server's pushback as gRPC A6 does", () => {
+    const withPushback = (v: string) => new ConnectError("x", Code.Unavailable, { "grpc-retry-pushback-ms": v });
+    assert.equal(retryPushback(new ConnectError("x", Code.Unavailable)), undefined);
+    assert.equal(retryPushback(withPushback("250")), 250);
+    assert.equal(retryPushback(withPushback("-1")), "never");
+    assert.equal(retryPushback(withPushback("soon")), "never");
+    assert.ok(isRetryable(withPushback("250"), getUser));
   });
 
   it("retries no other code", () => {
@@ -70,15 +93,16 @@ describe("RetryBudget", () => {
     assert.equal(budget.tokens, 3);
   });
 
-  it("bounds retries to ratio × calls + the initial tokens", () => {
+  it("bounds retries to ratio × calls + the initial tokens, which are the bucket's size", () => {
     const budget = new RetryBudget();
+    assert.equal(budget.tokens, budget.maxTokens, "starts full");
     let retries = 0;
     for (let call = 0; call < 1_000; call++) {
       budget.deposit();
       while (budget.withdraw()) retries++;
     }
-    assert.ok(retries <= 0.1 * 1_000 + 10, `${retries} retries`);
-    assert.ok(retries >= 0.1 * 1_000 - 1);
+    assert.ok(retries <= 0.1 * 1_000 + budget.maxTokens, `${retries} retries`);
+    assert.ok(retries >= 0.1 * 1_000 + budget.maxTokens - 1);
   });
 });
 

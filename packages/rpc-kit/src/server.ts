@@ -59,7 +59,7 @@ export function serverSettings(defaults: { port: number; adminPort: number }) {
     faultInjection: setting.bool(
       "FAULT_INJECTION",
       false,
-      "honour x-fault-delay-ms/x-fault-target request headers (demos and drills only)",
+      "honour x-fault-delay-ms, x-fault-code and x-fault-target request headers (demos and drills only)",
     ),
     serverTiming: setting.bool(
       "SERVER_TIMING",
@@ -69,7 +69,7 @@ export function serverSettings(defaults: { port: number; adminPort: number }) {
     maxConnectionAgeMs: setting.int(
       "MAX_CONNECTION_AGE_MS",
       300_000,
-      "internal servers close connections older than this (grpc.max_connection_age_ms) so clients rebalance; 0 = never",
+      "close connections older than this (±10%, then SHUTDOWN_TIMEOUT_MS of grace for calls in flight) so clients of a Service rebalance over its replicas; 0 = never",
       { max: 86_400_000 },
     ),
     maxMessageBytes: setting.int(
@@ -221,6 +221,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
               readMaxBytes: settings.maxMessageBytes,
               maxConcurrentStreams: settings.maxConcurrentStreams,
               maxHeaderBytes: settings.maxHeaderBytes,
+              maxConnectionAgeMs: settings.maxConnectionAgeMs,
+              maxConnectionAgeGraceMs: settings.shutdownTimeoutMs,
               ...(options.cors && { cors: createCorsGate(options.cors) }),
               ...(options.site && { site: options.site }),
             }),

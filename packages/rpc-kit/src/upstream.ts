@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { type ChannelCredentials, type ChannelOptions, connectivityState, credentials } from "@grpc/grpc-js";
 import { type BalancingPolicy, createPicker, type Picker } from "./balancing.ts";
 import { type EndpointAddress, parseTargetSpec, resolveTarget, type TargetSpec } from "./discovery.ts";
-import { Endpoint } from "./endpoint.ts";
+import { DEFAULT_EJECTION, type EjectionOptions, Endpoint } from "./endpoint.ts";
 import { RetryBudget, type RetryBudgetOptions } from "./retry-budget.ts";
 import { markNeverSent } from "./retry-policy.ts";
 import type { CertificateFiles } from "./tls.ts";
@@ -15,10 +15,21 @@ export interface UpstreamOptions {
   readonly dnsRefreshMs?: number;
   /** Query these DNS servers instead of the system resolver. Default: the system resolver. */
   readonly dnsServers?: readonly string[];
+  /** With `dnsServers`: per-query timeout. Default 1,000 ms, asked twice. */
+  readonly dnsTimeoutMs?: number;
+  /** A failing connection triggers re-resolution at most this often. Default 1,000 ms. */
+  readonly minRefreshIntervalMs?: number;
+  /** Outlier ejection of endpoints that keep answering Unavailable. Default 5 in a row → 1 s, doubling to 30 s. */
+  readonly ejection?: EjectionOptions;
   /**
-   * How long a call waits for a ready endpoint (a connection) before failing
-   * with Unavailable; a black-holed address costs at most this. Default 1,000 ms
-   * (an in-cluster h2c connect takes about a millisecond).
+   * grpc-js channel options of this upstream's endpoint channels, over the
+   * pool's (keepalive, reconnect backoff, message sizes). Default the pool's.
+   */
+  readonly channelOptions?: ChannelOptions;
+  /**
+   * How long a call waits for a ready endpoint (a connection), over all its
+   * attempts, before failing with Unavailable; a black-holed address costs a
+   * call at most this. Default 1,000 ms (an in-cluster h2c connect takes about a millisecond).
    */
   readonly connectTimeoutMs?: number;
   /** The retry budget of this upstream. Default 10% of calls, 10 tokens to start, at most 100 saved. */
@@ -34,8 +45,12 @@ export interface UpstreamOptions {
 
 export const DEFAULT_DNS_REFRESH_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 1_000;
-/** A failing connection triggers re-resolution at most this often. */
-export const MIN_REFRESH_INTERVAL_MS = 1_000;
+export const DEFAULT_MIN_REFRESH_INTERVAL_MS = 1_000;
+
+/** How long one call may still wait for a connection, over all its attempts. */
+export interface ConnectWait {
+  leftMs: number;
+}
 
 /** What /debug/rpc shows of one upstream. */
 export interface UpstreamSnapshot {
@@ -80,9 +95,12 @@ export class Upstream {
   readonly #endpoints = new Map<EndpointAddress, Endpoint>();
   readonly #picker: Picker<Endpoint>;
   readonly #connectTimeoutMs: number;
+  readonly #ejection: Required<EjectionOptions>;
+  readonly #minRefreshIntervalMs: number;
   readonly #waiters = new Set<() => void>();
   readonly #timer: NodeJS.Timeout;
   #refreshing: Promise<void> | undefined;
+  #deferredRefresh: NodeJS.Timeout | undefined;
   #lastRefresh = 0;
   #resolvedAt: Date | undefined;
   #resolveError: string | undefined;
@@ -92,9 +110,15 @@ export class Upstream {
     this.target = target;
     this.#spec = parseTargetSpec(target);
     this.#options = options;
-    this.#channelOptions = options.tls
-      ? { ...channelOptions, "grpc.ssl_target_name_override": options.tlsServerName ?? serverNameOf(this.#spec) }
-      : channelOptions;
+    this.#ejection = { ...DEFAULT_EJECTION, ...options.ejection };
+    this.#minRefreshIntervalMs = options.minRefreshIntervalMs ?? DEFAULT_MIN_REFRESH_INTERVAL_MS;
+    this.#channelOptions = {
+      ...channelOptions,
+      ...options.channelOptions,
+      ...(options.tls && {
+        "grpc.ssl_target_name_override": options.tlsServerName ?? serverNameOf(this.#spec),
+      }),
+    };
     this.#credentials = options.tls?.channelCredentials() ?? credentials.createInsecure();
     this.policy = options.policy ?? "round_robin";
     this.#picker = createPicker<Endpoint>(this.policy);
@@ -113,6 +137,7 @@ export class Upstream {
       try {
         const addresses = await resolveTarget(this.#spec, {
           ...(this.#options.dnsServers && { dnsServers: this.#options.dnsServers }),
+          ...(this.#options.dnsTimeoutMs !== undefined && { dnsTimeoutMs: this.#options.dnsTimeoutMs }),
         });
         if (this.#closed) return;
         this.#reconcile(addresses);
@@ -128,9 +153,23 @@ export class Upstream {
     return this.#refreshing;
   }
 
-  /** Re-resolves soon after a connection failure, at most once a second. */
+  /**
+   * Re-resolves after a connection failure: at once, or, within
+   * `minRefreshIntervalMs` of the last resolution, when that interval is up
+   * (a request is deferred, never dropped: a failed endpoint's channel may
+   * not change state again to ask twice).
+   */
   requestRefresh(): void {
-    if (this.#spec.kind === "dns" && Date.now() - this.#lastRefresh >= MIN_REFRESH_INTERVAL_MS) void this.refresh();
+    if (this.#spec.kind !== "dns" || this.#deferredRefresh !== undefined || this.#closed) return;
+    const wait = this.#lastRefresh + this.#minRefreshIntervalMs - Date.now();
+    if (wait <= 0) {
+      void this.refresh();
+      return;
+    }
+    this.#deferredRefresh = setTimeout(() => {
+      this.#deferredRefresh = undefined;
+      void this.refresh();
+    }, wait).unref();
   }
 
   #reconcile(addresses: readonly EndpointAddress[]): void {
@@ -145,7 +184,13 @@ export class Upstream {
       if (!this.#endpoints.has(address)) {
         this.#endpoints.set(
           address,
-          new Endpoint(address, this.#channelOptions, (e) => this.#onEndpointChange(e), this.#credentials),
+          new Endpoint(
+            address,
+            this.#channelOptions,
+            (e) => this.#onEndpointChange(e),
+            this.#credentials,
+            this.#ejection,
+          ),
         );
       }
     }
@@ -160,31 +205,43 @@ export class Upstream {
     for (const wake of this.#waiters) wake();
   }
 
+  /** A call's allowance for waiting on connections, shared by its attempts: {@link pick} spends it. */
+  connectWait(): ConnectWait {
+    return { leftMs: this.#connectTimeoutMs };
+  }
+
   /**
    * An endpoint for one call: a ready one chosen by the policy, preferring
    * any but `avoid` (the endpoint a retried attempt just failed on). When none
-   * is ready but one is connecting, waits for it, up to the connect timeout
-   * and `deadline`; when all are failing, fails at once. Either way the error
-   * is Unavailable, and the request was never sent, so any method may retry
-   * it. If every ready endpoint is ejected, uses them anyway: ejection
-   * must not take the whole upstream away.
+   * is ready but one is connecting, waits for it, within the call's `wait`
+   * allowance (the connect timeout, for all its attempts together: a retry
+   * does not wait for a black hole again) and `deadline`; when all are
+   * failing, fails at once. Either way the error is Unavailable, and the
+   * request was never sent, so any method may retry it. If every ready
+   * endpoint is ejected, uses them anyway: ejection must not take the whole
+   * upstream away.
    */
-  async pick(deadline: number, signal: AbortSignal, avoid?: Endpoint): Promise<Endpoint> {
-    const giveUpAt = Math.min(deadline, Date.now() + this.#connectTimeoutMs);
-    for (;;) {
-      const now = Date.now();
-      const all = [...this.#endpoints.values()];
-      let ready = all.filter((e) => e.isReady(now));
-      if (ready.length === 0) ready = all.filter((e) => e.state === connectivityState.READY);
-      if (ready.length > 1 && avoid !== undefined) ready = ready.filter((e) => e !== avoid);
-      if (ready.length > 0) return this.#picker.pick(ready);
-      for (const e of all) if (e.state === connectivityState.IDLE) e.connect();
-      // Waiting helps only while a connection attempt is under way (or DNS has not answered yet).
-      const hope =
-        all.some((e) => e.state === connectivityState.CONNECTING || e.state === connectivityState.IDLE) ||
-        (all.length === 0 && this.#resolvedAt === undefined && this.#resolveError === undefined);
-      if (!hope || now >= giveUpAt || signal.aborted) throw this.#noEndpoint(all, hope);
-      await this.#waitForChange(giveUpAt - now, signal);
+  async pick(deadline: number, signal: AbortSignal, wait: ConnectWait, avoid?: Endpoint): Promise<Endpoint> {
+    const startedAt = Date.now();
+    const giveUpAt = Math.min(deadline, startedAt + wait.leftMs);
+    try {
+      for (;;) {
+        const now = Date.now();
+        const all = [...this.#endpoints.values()];
+        let ready = all.filter((e) => e.isReady(now));
+        if (ready.length === 0) ready = all.filter((e) => e.state === connectivityState.READY);
+        if (ready.length > 1 && avoid !== undefined) ready = ready.filter((e) => e !== avoid);
+        if (ready.length > 0) return this.#picker.pick(ready);
+        for (const e of all) if (e.state === connectivityState.IDLE) e.connect();
+        // Waiting helps only while a connection attempt is under way (or DNS has not answered yet).
+        const hope =
+          all.some((e) => e.state === connectivityState.CONNECTING || e.state === connectivityState.IDLE) ||
+          (all.length === 0 && this.#resolvedAt === undefined && this.#resolveError === undefined);
+        if (!hope || now >= giveUpAt || signal.aborted) throw this.#noEndpoint(all, hope);
+        await this.#waitForChange(giveUpAt - now, signal);
+      }
+    } finally {
+      wait.leftMs = Math.max(0, wait.leftMs - (Date.now() - startedAt));
     }
   }
 
@@ -255,6 +312,7 @@ export class Upstream {
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#deferredRefresh);
     for (const e of this.#endpoints.values()) e.close();
     this.#endpoints.clear();
     this.#wake();

@@ -115,6 +115,10 @@ describe("discovery and balancing over DNS, with replicas on 127.0.0.2-5", () =>
     const dead = upstream?.endpoints.find((e) => e.address === `ipv4:127.0.0.3:${port}`);
     assert.ok(dead, "still in DNS, so still known");
     assert.equal(dead.ready, false, `dead endpoint is out of rotation (state ${dead.state})`);
+    const callsBefore = dead.calls;
+    assert.deepEqual(await load(300), []);
+    const later = pool.snapshot()[0]?.endpoints.find((e) => e.address === `ipv4:127.0.0.3:${port}`);
+    assert.equal(later?.calls, callsBefore, "no call is sent to the dead endpoint");
     replicas.delete("127.0.0.3");
   });
 
@@ -146,5 +150,65 @@ describe("discovery and balancing over DNS, with replicas on 127.0.0.2-5", () =>
       for (const s of accepted) s.destroy();
       blackHole.close();
     }
+  });
+});
+
+describe("discovery of AAAA records, and re-resolution when a connection fails", () => {
+  const NAME6 = "users6.test";
+  let dns: DnsServer;
+  let port: number;
+  const replicas = new Map<string, ServiceProcess>();
+  const pool = new UpstreamPool();
+
+  before(async () => {
+    port = await freePort("::1");
+    dns = await startDnsServer({ [NAME6]: ["127.0.0.7", "127.0.0.8"] }, { [NAME6]: ["::1"] });
+    for (const ip of ["127.0.0.7", "127.0.0.8", "::1"]) {
+      replicas.set(ip, await startService("users", { HOST: ip, PORT: String(port), ADMIN_PORT: "0" }));
+    }
+  });
+  after(async () => {
+    pool.close();
+    await Promise.all([...replicas.values()].map((r) => r.stop()));
+    await dns.close();
+  });
+
+  it("balances over A and AAAA answers alike, and re-resolves at once when a replica's connection fails", async () => {
+    // A 30 s timer: any query after the first comes from the failed connection, not the clock.
+    const client = createClient(UserService, `dns:///${NAME6}:${port}`, {
+      pool,
+      dnsServers: [dns.address],
+      dnsRefreshMs: 30_000,
+    });
+    for (let i = 0; i < 300; i++) await client.getUser({ id: "u-1" });
+    // A failure right after a resolution is not lost: its re-resolution is deferred to the 1 s minimum interval.
+    await pool.upstreams()[0]?.refresh();
+    const ipv6 = await served(replicas.get("::1") as ServiceProcess, "[::1]");
+    assert.ok(ipv6 >= 90, `the ::1 replica served ${ipv6} of 300`);
+    const [upstream] = pool.snapshot();
+    assert.deepEqual(upstream?.endpoints.map((e) => e.address).sort(), [
+      `ipv4:127.0.0.7:${port}`,
+      `ipv4:127.0.0.8:${port}`,
+      `ipv6:[::1]:${port}`,
+    ]);
+
+    const queriesBefore = dns.queries.get(NAME6) ?? 0;
+    dns.setA(NAME6, ["127.0.0.7"]);
+    const killed = Date.now();
+    await replicas.get("127.0.0.8")?.stop("SIGKILL");
+    replicas.delete("127.0.0.8");
+    while ((dns.queries.get(NAME6) ?? 0) === queriesBefore && Date.now() - killed < 3_000) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const requeriedAfter = Date.now() - killed;
+    assert.ok(
+      requeriedAfter < 1_500,
+      `asked DNS again ${requeriedAfter} ms after the connection failed (at most 1 s apart)`,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(
+      !pool.snapshot()[0]?.endpoints.some((e) => e.address === `ipv4:127.0.0.8:${port}`),
+      "the replica gone from DNS is dropped",
+    );
   });
 });

@@ -148,6 +148,11 @@ export async function startChain(
  * kernel's TCP tables.
  */
 export function establishedConnections(pid: number, remotePort: number): number {
+  return connectionLocalPorts(pid, remotePort).length;
+}
+
+/** The local ports of the connections {@link establishedConnections} counts: one per connection. */
+export function connectionLocalPorts(pid: number, remotePort: number): number[] {
   const inodes = new Set<string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
@@ -157,16 +162,17 @@ export function establishedConnections(pid: number, remotePort: number): number 
       // fd closed meanwhile
     }
   }
-  let count = 0;
+  const ports: number[] = [];
+  const portOf = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(":") + 1), 16);
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
       const cols = row.trim().split(/\s+/);
       if (cols.length < 10) continue;
-      const remote = cols[2] ?? "";
       const state = cols[3];
-      const port = Number.parseInt(remote.slice(remote.lastIndexOf(":") + 1), 16);
-      if (state === "01" && port === remotePort && inodes.has(cols[9] ?? "")) count++;
+      if (state === "01" && portOf(cols[2] ?? "") === remotePort && inodes.has(cols[9] ?? "")) {
+        ports.push(portOf(cols[1] ?? ""));
+      }
     }
   }
-  return count;
+  return ports;
 }
