@@ -11,16 +11,16 @@ export const errorBoundary: Interceptor = (next) => async (req) => {
   try {
     res = await next(req);
   } catch (err) {
-    throw toCallerError(err);
+    throw toCallerError(err, req.signal);
   }
   if (!res.stream) return res;
-  return { ...res, message: mapStreamErrors(res.message) } as StreamResponse;
+  return { ...res, message: mapStreamErrors(res.message, req.signal) } as StreamResponse;
 };
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>): AsyncGenerator<T> {
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
   try {
     yield* messages;
   } catch (err) {
-    throw toCallerError(err);
+    throw toCallerError(err, signal);
   }
 }

@@ -102,3 +102,15 @@ describe("invalidArgument", () => {
     );
   });
 });
+
+describe("toCallerError with the call's signal", () => {
+  it("tells the caller a handler whose wait was aborted ran out of time or was cancelled, not Internal", () => {
+    const abortError = new DOMException("This operation was aborted", "AbortError");
+    const timedOut = AbortSignal.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+    const cancelled = AbortSignal.abort(new ConnectError("client went away", Code.Canceled));
+    const a = toCallerError(abortError, timedOut);
+    assert.deepEqual([a.code, a.rawMessage, a.cause], [Code.DeadlineExceeded, "deadline exceeded", abortError]);
+    assert.equal(toCallerError(abortError, cancelled).code, Code.Canceled);
+    assert.equal(toCallerError(abortError, new AbortController().signal).code, Code.Internal, "not aborted: a bug");
+  });
+});

@@ -20,7 +20,8 @@ import { NO_RETRY_PUSHBACK } from "./retry-policy.ts";
  *   address into its own, which must not reach a public caller); anything else (the upstream's InvalidArgument is our bug)
  *   becomes Internal. A handler that means to pass another code on says so
  *   with {@link relayUpstreamError}.
- * - Anything that is not a ConnectError becomes Internal with a safe message.
+ * - Anything that is not a ConnectError becomes Internal with a safe message,
+ *   unless the call's signal was aborted: then DeadlineExceeded or Canceled.
  *
  * The original error always stays in `cause`, for the log line, never for the wire.
  */
@@ -61,8 +62,15 @@ export const INTERNAL_ERROR_MESSAGE = "internal error";
  * Turns whatever a handler threw into the error its caller receives. The
  * returned error's `cause` holds the original for logging.
  */
-export function toCallerError(thrown: unknown): ConnectError {
+export function toCallerError(thrown: unknown, signal?: AbortSignal): ConnectError {
   if (!(thrown instanceof ConnectError)) {
+    // A handler that rethrows what its aborted signal made a wait throw (an AbortError from
+    // sleep or fetch) was cancelled, or ran out of time: that is what the caller is told.
+    if (signal?.aborted) {
+      const code =
+        ConnectError.from(signal.reason).code === Code.DeadlineExceeded ? Code.DeadlineExceeded : Code.Canceled;
+      return new ConnectError(OWN_MESSAGES.get(code) ?? "", code, undefined, undefined, thrown);
+    }
     return new ConnectError(INTERNAL_ERROR_MESSAGE, Code.Internal, undefined, undefined, thrown);
   }
   if (!upstreamOrigins.has(thrown)) {

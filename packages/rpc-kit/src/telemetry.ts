@@ -65,9 +65,25 @@ export function startTelemetry(options: TelemetryOptions): void {
   sdk.start();
 }
 
-/** Exports what is buffered and stops the SDK; part of `serve()`'s shutdown. */
-export async function shutdownTelemetry(): Promise<void> {
+/**
+ * Exports what is buffered and stops the SDK; part of `serve()`'s shutdown.
+ * Bounded: an unreachable collector (no such host, a black hole) must not
+ * hold a stopping pod for the exporter's own 10 s timeout. Rejects when the
+ * bound is reached; the spans not yet sent are lost.
+ */
+export async function shutdownTelemetry(timeoutMs = 2_000): Promise<void> {
   const running = sdk;
   sdk = undefined;
-  await running?.shutdown();
+  if (running === undefined) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      running.shutdown(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`telemetry not flushed within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
