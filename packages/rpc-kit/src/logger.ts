@@ -24,6 +24,11 @@ export interface LoggerOptions {
   readonly destination?: DestinationStream;
 }
 
+/** Pretty lines where a human reads them: asked for, or `auto` on a terminal; JSON for everything else. */
+export function usesPrettyOutput(format: LogFormat, stdoutIsTTY: boolean): boolean {
+  return format === "pretty" || (format === "auto" && stdoutIsTTY);
+}
+
 /**
  * A pino logger with the platform's conventions: `service` on every line,
  * ISO time, level as a word, errors as `{type, code, message, stack, cause}`,
@@ -31,7 +36,7 @@ export interface LoggerOptions {
  * field), and pretty output only where a human reads it.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const usePretty = options.format === "pretty" || (options.format === "auto" && process.stdout.isTTY === true);
+  const usePretty = usesPrettyOutput(options.format, process.stdout.isTTY === true);
   const destination =
     options.destination ??
     (usePretty

@@ -7,6 +7,7 @@ import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
+import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { parseServerTiming, SERVER_TIMING, SERVER_TIMING_REQUEST } from "@demo/rpc-kit";
 import * as grpc from "@grpc/grpc-js";
@@ -88,6 +89,12 @@ describe("the chain gateway → profiles → users, as three processes", () => {
     const client = createClient(GatewayService, createConnectTransport({ baseUrl: chain.baseUrl, httpVersion: "1.1" }));
     const ids: string[] = [];
     for await (const { profile } of client.listProfiles({})) ids.push(profile?.user?.id ?? "");
+    // Every user the owner holds (the seeded three and those created above), in its order: none dropped.
+    const owner = createClient(UserService, createGrpcTransport({ baseUrl: `http://localhost:${chain.users.port}` }));
+    const owned: string[] = [];
+    for await (const { user } of owner.listUsers({})) owned.push(user?.id ?? "");
+    assert.ok(owned.length >= 4, `users holds ${owned.join()}`);
+    assert.deepEqual(ids, owned);
     assert.deepEqual(ids.slice(0, 3), ["u-1", "u-2", "u-3"]);
     const numbers = ids.map((id) => Number(id.slice(2)));
     assert.deepEqual(

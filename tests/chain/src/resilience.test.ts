@@ -175,7 +175,7 @@ describe("servers with a 300 ms max connection age, under steady load", () => {
       clearInterval(sampler);
     }
     assert.deepEqual(failures, []);
-    assert.ok(ok > 200, `${ok} calls`);
+    assert.ok(ok > 50, `${ok} calls`);
     assert.ok(toUsers.size >= 3, `profiles → users: ${toUsers.size} connections in 2.5 s`);
     assert.ok(toProfiles.size >= 3, `gateway → profiles: ${toProfiles.size} connections in 2.5 s`);
     assert.ok(toGateway.size >= 6, `test → gateway (two clients): ${toGateway.size} connections in 2.5 s`);

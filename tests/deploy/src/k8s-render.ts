@@ -1,5 +1,5 @@
 /** Rendering k8s/ with `kubectl kustomize`, for the static checks of k8s*.test.ts. */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +20,19 @@ export function overlays(): string[] {
     .map((e) => e.name)
     .sort();
 }
+
+/**
+ * Why the k8s checks cannot run here, or false when they can: they need
+ * kubectl (with its built-in kustomize). Without it they are skipped with
+ * this reason, unless REQUIRE_KUBECTL=1 (CI), where a missing kubectl fails.
+ */
+export const kubectlMissing: string | false = (() => {
+  const probe = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
+  if (probe.status === 0) return false;
+  const why = "kubectl is not installed: the k8s/ manifests were not checked (install kubectl to check them)";
+  if (process.env.REQUIRE_KUBECTL === "1") throw new Error(`${why}; REQUIRE_KUBECTL=1`);
+  return why;
+})();
 
 /** The objects `kubectl kustomize dir` renders. */
 export function render(dir: string): Obj[] {
