@@ -9,31 +9,12 @@ import { collectRuntimeMetrics, metricsRegistry } from "./metrics.ts";
 import { serve } from "./server.ts";
 import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, freePort, testServerSettings } from "./testing/index.ts";
+import { captureLogger, freePort, parsePrometheusText, seriesKey, testServerSettings } from "./testing/index.ts";
 import { UpstreamPool } from "./upstream-pool.ts";
 
 /** What /metrics serves, by `name{k="v",…}` with labels sorted by key. */
-async function scrape(): Promise<Map<string, number>> {
-  const samples = new Map<string, number>();
-  for (const line of (await metricsRegistry.metrics()).split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = [...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)]
-      .map(([, k, v]) => `${k}="${v}"`)
-      .sort()
-      .join(",");
-    samples.set(`${m[1]}{${labels}}`, Number(m[3]));
-  }
-  return samples;
-}
-
-function key(name: string, labels: Record<string, string>): string {
-  const sorted = Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .sort()
-    .join(",");
-  return `${name}{${sorted}}`;
-}
+const scrape = async () => parsePrometheusText(await metricsRegistry.metrics());
+const key = seriesKey;
 
 /** An HTTP/2 server that answers every gRPC call with Unavailable, as an overloaded replica does. */
 async function unavailableServer(): Promise<{ port: number; close(): void }> {

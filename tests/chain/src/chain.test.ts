@@ -10,10 +10,11 @@ import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { parseServerTiming, SERVER_TIMING, SERVER_TIMING_REQUEST } from "@demo/rpc-kit";
+import { until } from "@demo/rpc-kit/testing";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { leaksOf } from "./leaks.ts";
-import { type Chain, establishedConnections, repoRoot, startChain } from "./processes.ts";
+import { type Chain, connectionLocalPorts, establishedConnections, repoRoot, startChain } from "./processes.ts";
 
 describe("the chain gateway → profiles → users, as three processes", () => {
   let chain: Chain;
@@ -165,7 +166,7 @@ describe("the chain gateway → profiles → users, as three processes", () => {
     assert.ok(took < deadlineMs + 100, `answered after ${took.toFixed(0)} ms`);
 
     // users logs the call as ended early by the deadline or the cancellation that carried it.
-    const usersLine = await eventually(() =>
+    const usersLine = await until("users' line of the cut-short call", () =>
       chain.users.lines.find(
         (l) => l.rpc_method === "GetUser" && (l.rpc_code === "deadline_exceeded" || l.rpc_code === "canceled"),
       ),
@@ -175,19 +176,35 @@ describe("the chain gateway → profiles → users, as three processes", () => {
 
   it("holds at most one connection per upstream endpoint after 1,000 calls", async () => {
     const endpoints = new Set((await lookup("localhost", { all: true })).map((a) => a.address)).size;
+    // Every connection seen during the calls, not just those left at the end: a client that
+    // opened and closed one per call would show a new local port each time.
+    const seenToProfiles = new Set<number>();
+    const seenToUsers = new Set<number>();
+    const sample = () => {
+      for (const p of connectionLocalPorts(chain.gateway.pid, chain.profiles.port)) seenToProfiles.add(p);
+      for (const p of connectionLocalPorts(chain.profiles.pid, chain.users.port)) seenToUsers.add(p);
+    };
+    const sampler = setInterval(sample, 5);
     let next = 0;
-    await Promise.all(
-      Array.from({ length: 20 }, async () => {
-        while (next < 1_000) {
-          next++;
-          await grpcClient.getProfile({ userId: `u-${(next % 3) + 1}` });
-        }
-      }),
-    );
+    try {
+      await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          while (next < 1_000) {
+            next++;
+            await grpcClient.getProfile({ userId: `u-${(next % 3) + 1}` });
+          }
+        }),
+      );
+    } finally {
+      clearInterval(sampler);
+    }
+    sample();
     const toProfiles = establishedConnections(chain.gateway.pid, chain.profiles.port);
     const toUsers = establishedConnections(chain.profiles.pid, chain.users.port);
     assert.ok(toProfiles >= 1 && toProfiles <= endpoints, `gateway → profiles: ${toProfiles} connections`);
     assert.ok(toUsers >= 1 && toUsers <= endpoints, `profiles → users: ${toUsers} connections`);
+    assert.ok(seenToProfiles.size <= endpoints, `gateway → profiles: ${seenToProfiles.size} connections over the run`);
+    assert.ok(seenToUsers.size <= endpoints, `profiles → users: ${seenToUsers.size} connections over the run`);
   });
 
   it("can be called by a stock grpc-js client built from the .proto files alone", async () => {
@@ -238,14 +255,3 @@ describe("the chain gateway → profiles → users, as three processes", () => {
     }
   });
 });
-
-/** Polls for a value for up to 3 s. */
-async function eventually<T>(find: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + 3_000;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error("not found in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -1,5 +1,6 @@
 /** Reads a service's /metrics as the tests need it. */
 import assert from "node:assert/strict";
+import { parsePrometheusText } from "@demo/rpc-kit/testing";
 import type { ServiceProcess } from "./processes.ts";
 
 /** Prometheus text → value by `name{k="v",…}` with labels sorted by key. */
@@ -10,26 +11,10 @@ export async function scrape(
   const res = await fetch(`http://${host}:${service.adminPort}/metrics`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
-  const samples = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = [...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)]
-      .map(([, k, v]) => `${k}="${v}"`)
-      .sort()
-      .join(",");
-    samples.set(`${m[1]}{${labels}}`, Number(m[3]));
-  }
-  return samples;
+  return parsePrometheusText(await res.text());
 }
 
-export function key(name: string, labels: Record<string, string>): string {
-  const sorted = Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .sort()
-    .join(",");
-  return `${name}{${sorted}}`;
-}
+export { seriesKey as key } from "@demo/rpc-kit/testing";
 
 /** The sum of every series of `name` whose labels include `labels`. */
 export function total(samples: Map<string, number>, name: string, labels: Record<string, string> = {}): number {

@@ -4,18 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { until } from "@demo/rpc-kit/testing";
 import { exportTo, type OtlpReceiver, startOtlpReceiver } from "./otlp-receiver.ts";
 import { type Chain, type ServiceProcess, startChain } from "./processes.ts";
-
-async function until<T>(what: string, find: () => T | undefined, ms = 5_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function getProfile(chain: Chain, userId: string, traceparent?: string): Promise<void> {
   const res = await fetch(`${chain.baseUrl}/demo.gateway.v1.GatewayService/GetProfile`, {

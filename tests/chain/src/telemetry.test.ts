@@ -5,21 +5,12 @@ import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
+import { until } from "@demo/rpc-kit/testing";
 import { exportTo, type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./otlp-receiver.ts";
 import { type Chain, type ServiceProcess, startChain, startService } from "./processes.ts";
 
 const SERVER = 2;
 const CLIENT = 3;
-
-async function until<T>(what: string, find: () => T | undefined, ms = 5_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("one trace across three services, exported over OTLP/HTTP", () => {
   let receiver: OtlpReceiver;

@@ -37,6 +37,7 @@ export {
   writeLikeKubelet,
 } from "./pki.ts";
 export { cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
+export { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 
 /** A HandlerContext for calling a handler directly, optionally with a deadline. */
 export function createTestContext(
@@ -128,9 +129,16 @@ export function captureLogger(service: string): {
 
 /** Polls `check` every 10 ms until it holds; throws after `ms` (default 2 s). */
 export async function waitFor(check: () => boolean, ms = 2_000): Promise<void> {
+  await until("condition", () => check() || undefined, ms, 10);
+}
+
+/** Polls `find` every `everyMs` until it returns a value, and returns it; throws naming `what` after `ms`. */
+export async function until<T>(what: string, find: () => T | undefined, ms = 5_000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
+  for (;;) {
+    const found = find();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
