@@ -24,7 +24,7 @@ describe("users answering Unavailable to every call", () => {
   });
   after(() => chain.stop());
 
-  it("reaches users at most (1 + 10%) × the calls sent + the bucket's tokens: one retry layer, within its budget", async () => {
+  it("reaches users at most (1 + 10%) × the calls sent + the bucket's tokens: one retry layer, within its budget", async (t) => {
     const client = createClient(GatewayService, createGrpcTransport({ baseUrl: chain.baseUrl }));
     const budget = (await (await fetch(`http://localhost:${chain.profiles.adminPort}/debug/rpc`)).json()) as {
       upstreams: { retryBudget: { tokens: number; maxTokens: number; ratio: number } }[];
@@ -64,6 +64,9 @@ describe("users answering Unavailable to every call", () => {
     assert.ok(reached <= (1 + ratio) * calls + maxTokens, `${reached} calls reached users for ${calls} sent`);
     assert.ok(reached > calls, `${reached}: profiles retried while its budget lasted`);
     const retries = total(await scrape(chain.profiles), "rpc_kit_client_retries_total");
+    t.diagnostic(
+      `${calls} calls at the gateway reached users ${reached} times (bound ${(1 + ratio) * calls + maxTokens}); slowest answer ${slowest.toFixed(0)} ms`,
+    );
     assert.equal(reached, calls + retries, "every extra call at users is a retry profiles counted");
   });
 });
@@ -137,7 +140,7 @@ describe("servers with a 300 ms max connection age, under steady load", () => {
     await chain.stop();
   });
 
-  it("fail no call, and every hop's connections rotate", async () => {
+  it("fail no call, and every hop's connections rotate", async (t) => {
     // gRPC through rpc-kit's client (grpc-js: refused streams of the GOAWAY race are retried by it),
     // and Connect over HTTP/1.1 (told by `connection: close`). connect-node's h2 client would see
     // a refused stream now and then at the edge; see connection-age.ts.
@@ -174,6 +177,9 @@ describe("servers with a 300 ms max connection age, under steady load", () => {
     } finally {
       clearInterval(sampler);
     }
+    t.diagnostic(
+      `${ok} calls, connections seen: test→gateway ${toGateway.size}, gateway→profiles ${toProfiles.size}, profiles→users ${toUsers.size}`,
+    );
     assert.deepEqual(failures, []);
     assert.ok(ok > 50, `${ok} calls`);
     assert.ok(toUsers.size >= 3, `profiles → users: ${toUsers.size} connections in 2.5 s`);
