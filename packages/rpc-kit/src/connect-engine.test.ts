@@ -4,10 +4,11 @@ import { Code, ConnectError, createClient as createConnectClient } from "@connec
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1/health_pb";
+import { metricsRegistry } from "./metrics.ts";
 import { type RunningServer, serve } from "./server.ts";
 import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, testServerSettings } from "./testing/index.ts";
+import { captureLogger, parsePrometheusText, seriesKey, testServerSettings } from "./testing/index.ts";
 
 describe("connect engine (the edge): one plaintext port for every protocol", () => {
   const log = captureLogger("edge");
@@ -86,6 +87,38 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
   it("serves grpc.health.v1 on the public port, for gRPC probes", async () => {
     const health = createConnectClient(Health, createGrpcTransport({ baseUrl: base }));
     assert.equal((await health.check({})).status, HealthCheckResponse_ServingStatus.SERVING);
+  });
+
+  it("logs and counts a request refused before its RPC began, which no span or grpc_* series sees", async () => {
+    const refused = () => log.lines.filter((l) => String(l.msg).includes("refused before the call began"));
+    const before = refused().length;
+    const counted = async (status: string) =>
+      parsePrometheusText(await metricsRegistry.metrics()).get(
+        seriesKey("rpc_kit_server_refused_total", {
+          grpc_service: "demo.users.v1.UserService",
+          grpc_method: "GetUser",
+          http_status: status,
+        }),
+      ) ?? 0;
+    const [bad400, bad415] = [await counted("400"), await counted("415")];
+    assert.equal((await post("GetUser", "{not json")).status, 400);
+    assert.equal((await post("GetUser", '{"id":"u-1"}', { "content-type": "text/plain" })).status, 415);
+    assert.equal((await post("GetUser", '{"id":"u-9"}')).status, 404, "an RPC that fails is not 'refused'");
+    assert.equal(
+      (await fetch(`${base}/no.Such/Method`, { method: "POST" })).status,
+      404,
+      "nor a path that is no method",
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    const lines = refused().slice(before);
+    assert.deepEqual(
+      lines.map((l) => [l.rpc_method, l.http_status, l.content_type]),
+      [
+        ["GetUser", 400, "application/json"],
+        ["GetUser", 415, "text/plain"],
+      ],
+    );
+    assert.deepEqual([(await counted("400")) - bad400, (await counted("415")) - bad415], [1, 1]);
   });
 
   it("logs one line per call with the code", () => {

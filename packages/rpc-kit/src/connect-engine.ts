@@ -2,7 +2,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { create } from "@bufbuild/protobuf";
-import { createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
+import { createContextKey, createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { peerAddressKey } from "./call-context.ts";
 import { connectionAge } from "./connection-age.ts";
@@ -36,6 +36,13 @@ export interface ConnectEngineOptions {
   readonly cors?: CorsGate;
   /** Served for GET/HEAD paths that are not RPCs (static-site.ts). Default none: 404. */
   readonly site?: StaticSite;
+  /**
+   * Told of each request to one of the methods that connect-node answered
+   * with an HTTP error before the RPC began (no interceptor ran, so no span,
+   * metric or log line exists for it): an undecodable body, a wrong content
+   * type, a malformed timeout. Default: nobody.
+   */
+  readonly onRefusedBeforeRpc?: (refusal: RefusedRequest) => void;
   /** Connections older than this (±10%) are asked to go away (connection-age.ts). Default 0: never. */
   readonly maxConnectionAgeMs?: number;
   /** After that, calls still open on an HTTP/2 connection get this long before it is destroyed. Default 10,000 ms. */
@@ -43,6 +50,24 @@ export interface ConnectEngineOptions {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** A request to a method refused before its RPC began (see `onRefusedBeforeRpc`). */
+export interface RefusedRequest {
+  /** `package.Service` */
+  readonly service: string;
+  readonly method: string;
+  readonly httpStatus: number;
+  readonly contentType: string | undefined;
+  readonly durationMs: number;
+}
+
+/** Set by the outermost interceptor: the request became an RPC. */
+const rpcBeganKey = createContextKey<{ began: boolean }>({ began: false }, { description: "rpc-kit rpc began" });
+
+const markRpcBegan: Interceptor = (next) => (req) => {
+  req.contextValues.get(rpcBeganKey).began = true;
+  return next(req);
+};
 
 export interface ConnectEngine {
   /** Listens on `host` and `port` (0 for any); resolves with the bound port. */
@@ -95,17 +120,23 @@ function routeGrpcToFastPath(server: http2.Http2Server, fastPath: GrpcFastPath):
   });
 }
 
+/** The began-flag of each request that may be refused before its RPC, read by `contextValues`. */
+const rpcBegan = new WeakMap<object, { began: boolean }>();
+
 export function createConnectEngine(
   registrations: readonly ServiceRegistration[],
   options: ConnectEngineOptions,
 ): ConnectEngine {
   const adapter = connectNodeAdapter({
-    interceptors: [...options.interceptors, defaultStreamRequest],
+    interceptors: [markRpcBegan, ...options.interceptors, defaultStreamRequest],
     shutdownSignal: options.shutdownSignal,
     readMaxBytes: options.readMaxBytes,
     // A misspelt field is an error the caller should see, not a silently empty value.
     jsonOptions: { ignoreUnknownFields: false },
-    contextValues: (req) => createContextValues().set(peerAddressKey, req.socket.remoteAddress),
+    contextValues: (req) =>
+      createContextValues()
+        .set(peerAddressKey, req.socket.remoteAddress)
+        .set(rpcBeganKey, rpcBegan.get(req) ?? { began: false }),
     ...(options.site && { fallback: options.site.serve }),
     routes(router) {
       for (const registration of registrations) {
@@ -116,8 +147,36 @@ export function createConnectEngine(
     },
   });
   const cors = options.cors ?? createCorsGate({ corsAllowedOrigins: [] });
+  // Procedures by path, for telling which refused requests were meant as RPCs.
+  const procedures = new Map<string, { service: string; method: string }>();
+  for (const registration of registrations) {
+    for (const m of registration.service.methods) {
+      procedures.set(`/${registration.service.typeName}/${m.name}`, {
+        service: registration.service.typeName,
+        method: m.name,
+      });
+    }
+  }
+  const onRefused = options.onRefusedBeforeRpc;
   const handler: typeof adapter = (req, res) => {
     if (cors(req, res)) return;
+    if (onRefused !== undefined) {
+      const procedure = procedures.get((req.url ?? "").split("?", 1)[0] ?? "");
+      if (procedure !== undefined) {
+        const began = { began: false };
+        rpcBegan.set(req, began);
+        const startedAt = performance.now();
+        res.once("finish", () => {
+          if (began.began || res.statusCode < 400) return;
+          onRefused({
+            ...procedure,
+            httpStatus: res.statusCode,
+            contentType: req.headers["content-type"],
+            durationMs: performance.now() - startedAt,
+          });
+        });
+      }
+    }
     // connect-node arms deadlines with setTimeout: clamp timeouts no timer holds (see clampTimeoutHeaders).
     clampTimeoutHeaders(req.headers);
     adapter(req, res);

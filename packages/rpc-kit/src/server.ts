@@ -13,7 +13,7 @@ import { createGrpcEngine } from "./grpc-engine.ts";
 import { createHealthService, HealthService, HealthState, ServingStatus } from "./health.ts";
 import { serverTimingInterceptor } from "./hop-timing.ts";
 import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./logger.ts";
-import { collectRuntimeMetrics, metricsRegistry, serverMetricsInterceptor } from "./metrics.ts";
+import { collectRuntimeMetrics, metricsRegistry, recordRefusedBeforeRpc, serverMetricsInterceptor } from "./metrics.ts";
 import { createRateLimiter, type RateLimitSettings, rateLimitInterceptor } from "./rate-limit.ts";
 import { registerServiceSchemas } from "./redact.ts";
 import { rpcLogInterceptor } from "./rpc-log.ts";
@@ -223,6 +223,20 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
               maxHeaderBytes: settings.maxHeaderBytes,
               maxConnectionAgeMs: settings.maxConnectionAgeMs,
               maxConnectionAgeGraceMs: settings.shutdownTimeoutMs,
+              onRefusedBeforeRpc: (r) => {
+                // No span, grpc_* series or per-RPC line exists for these: one line and a counter do.
+                recordRefusedBeforeRpc(r.service, r.method, r.httpStatus);
+                logger.info(
+                  {
+                    rpc_service: r.service,
+                    rpc_method: r.method,
+                    http_status: r.httpStatus,
+                    content_type: r.contentType?.slice(0, 100),
+                    duration_ms: Math.round(r.durationMs * 1000) / 1000,
+                  },
+                  `${r.method} refused before the call began: HTTP ${r.httpStatus}`,
+                );
+              },
               ...(options.cors && { cors: createCorsGate(options.cors) }),
               ...(options.site && { site: options.site }),
             }),
