@@ -97,7 +97,7 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
         seriesKey("rpc_kit_server_refused_total", {
           grpc_service: "demo.users.v1.UserService",
           grpc_method: "GetUser",
-          http_status: status,
+          status,
         }),
       ) ?? 0;
     const [bad400, bad415] = [await counted("400"), await counted("415")];
@@ -112,10 +112,10 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
     await new Promise((r) => setTimeout(r, 20));
     const lines = refused().slice(before);
     assert.deepEqual(
-      lines.map((l) => [l.rpc_method, l.http_status, l.content_type]),
+      lines.map((l) => [l.rpc_method, l.status, l.content_type]),
       [
-        ["GetUser", 400, "application/json"],
-        ["GetUser", 415, "text/plain"],
+        ["GetUser", "400", "application/json"],
+        ["GetUser", "415", "text/plain"],
       ],
     );
     assert.deepEqual([(await counted("400")) - bad400, (await counted("415")) - bad415], [1, 1]);

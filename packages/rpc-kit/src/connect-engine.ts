@@ -7,6 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { peerAddressKey } from "./call-context.ts";
 import { connectionAge } from "./connection-age.ts";
 import { type CorsGate, createCorsGate } from "./cors.ts";
+import type { RefusedRequest } from "./edge-http.ts";
 import { clampTimeoutHeaders, createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 import type { StaticSite } from "./static-site.ts";
@@ -36,12 +37,7 @@ export interface ConnectEngineOptions {
   readonly cors?: CorsGate;
   /** Served for GET/HEAD paths that are not RPCs (static-site.ts). Default none: 404. */
   readonly site?: StaticSite;
-  /**
-   * Told of each request to one of the methods that connect-node answered
-   * with an HTTP error before the RPC began (no interceptor ran, so no span,
-   * metric or log line exists for it): an undecodable body, a wrong content
-   * type, a malformed timeout. Default: nobody.
-   */
+  /** Told of each request to a method refused before its RPC began (edge-http.ts). Default: nobody. */
   readonly onRefusedBeforeRpc?: (refusal: RefusedRequest) => void;
   /** Connections older than this (±10%) are asked to go away (connection-age.ts). Default 0: never. */
   readonly maxConnectionAgeMs?: number;
@@ -50,16 +46,6 @@ export interface ConnectEngineOptions {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
-/** A request to a method refused before its RPC began (see `onRefusedBeforeRpc`). */
-export interface RefusedRequest {
-  /** `package.Service` */
-  readonly service: string;
-  readonly method: string;
-  readonly httpStatus: number;
-  readonly contentType: string | undefined;
-  readonly durationMs: number;
-}
 
 /** Set by the outermost interceptor: the request became an RPC. */
 const rpcBeganKey = createContextKey<{ began: boolean }>({ began: false }, { description: "rpc-kit rpc began" });
@@ -170,7 +156,7 @@ export function createConnectEngine(
           if (began.began || res.statusCode < 400) return;
           onRefused({
             ...procedure,
-            httpStatus: res.statusCode,
+            status: String(res.statusCode),
             contentType: req.headers["content-type"],
             durationMs: performance.now() - startedAt,
           });
@@ -201,6 +187,7 @@ export function createConnectEngine(
       interceptors: options.interceptors,
       shutdownSignal: options.shutdownSignal,
       readMaxBytes: options.readMaxBytes,
+      ...(onRefused && { onRefusedBeforeRpc: onRefused }),
     }),
   );
   const sockets = new Set<net.Socket>();

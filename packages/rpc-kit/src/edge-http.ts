@@ -18,3 +18,19 @@ export interface EdgeResponse {
   end(): unknown;
   end(body: string | Uint8Array): unknown;
 }
+
+/**
+ * A request to one of the edge's methods that was answered with an error
+ * before the RPC began (before any interceptor ran, so no span, metric or
+ * per-call log line exists for it): an undecodable body, a wrong content
+ * type, a malformed timeout, an oversized message.
+ */
+export interface RefusedRequest {
+  /** `package.Service` */
+  readonly service: string;
+  readonly method: string;
+  /** The HTTP status connect-node answered with, or the gRPC code of the gRPC fast path (`InvalidArgument`). */
+  readonly status: string;
+  readonly contentType: string | undefined;
+  readonly durationMs: number;
+}

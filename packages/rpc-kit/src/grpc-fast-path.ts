@@ -3,6 +3,7 @@ import type * as http2 from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CallContext, peerAddressKey } from "./call-context.ts";
+import type { RefusedRequest } from "./edge-http.ts";
 import { LazyHeaders } from "./grpc-metadata.ts";
 import { connectErrorToGrpcStatus } from "./grpc-status.ts";
 import {
@@ -30,6 +31,8 @@ export interface GrpcFastPathOptions {
   readonly shutdownSignal: AbortSignal;
   /** Largest request message accepted, in bytes. */
   readonly readMaxBytes: number;
+  /** Told of each call refused before its interceptors ran (edge-http.ts). Default: nobody. */
+  readonly onRefusedBeforeRpc?: (refusal: RefusedRequest) => void;
 }
 
 export interface GrpcFastPath {
@@ -166,11 +169,22 @@ export function createGrpcFastPath(
       // and cancels the call. Unlistened, that 'error' is an uncaught exception: the process dies.
       stream.on("error", () => {});
       const route = routes.get(headers[":path"] ?? "") as Route;
+      const startedAt = performance.now();
       let headersSent = false;
+      let invoked = false;
       /** Ends the call with `err`: trailers-only before any message, trailers after. */
       const fail = (err: unknown) => {
         if (stream.destroyed || stream.closed) return;
         const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
+        if (!invoked) {
+          options.onRefusedBeforeRpc?.({
+            service: route.method.parent.typeName,
+            method: route.method.name,
+            status: Code[status.code as number as Code] ?? String(status.code),
+            contentType: headers["content-type"],
+            durationMs: performance.now() - startedAt,
+          });
+        }
         const trailers = toHttp2(ctx?.setResponseTrailers, {
           "grpc-status": String(status.code),
           "grpc-message": encodeGrpcMessage(status.details),
@@ -256,6 +270,7 @@ export function createGrpcFastPath(
             } catch (err) {
               throw new ConnectError(`cannot decode the request: ${(err as Error).message}`, Code.InvalidArgument);
             }
+            invoked = true;
             if (route.kind === "unary") {
               const res = await route.invoke(call, message);
               // A handler that ignored its signal answered too late: the deadline decides.

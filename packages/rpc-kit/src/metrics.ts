@@ -181,14 +181,14 @@ export function recordRetry(target: string, method: DescMethod, code: Code): voi
 
 const refusedBeforeRpc = new Counter({
   name: "rpc_kit_server_refused_total",
-  help: "Requests to a method that the edge answered with an HTTP error before the RPC began (undecodable body, wrong content type, bad timeout header): no grpc_server_* series counts them.",
-  labelNames: ["grpc_service", "grpc_method", "http_status"],
+  help: "Requests to a method that the edge refused before the RPC began (undecodable body, wrong content type, bad timeout, oversized message): no grpc_server_* series counts them. status: the HTTP status (Connect, gRPC-Web), or the gRPC code (gRPC).",
+  labelNames: ["grpc_service", "grpc_method", "status"],
   registers: [metricsRegistry],
 });
 
-/** A request to `procedure` that connect-node refused before any interceptor ran. */
-export function recordRefusedBeforeRpc(service: string, method: string, httpStatus: number): void {
-  refusedBeforeRpc.inc({ grpc_service: service, grpc_method: method, http_status: String(httpStatus) });
+/** A request to a method that the edge refused before any interceptor ran. */
+export function recordRefusedBeforeRpc(service: string, method: string, status: string): void {
+  refusedBeforeRpc.inc({ grpc_service: service, grpc_method: method, status });
 }
 
 /** A retry refused by the budget. */

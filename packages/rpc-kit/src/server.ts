@@ -225,16 +225,16 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
               maxConnectionAgeGraceMs: settings.shutdownTimeoutMs,
               onRefusedBeforeRpc: (r) => {
                 // No span, grpc_* series or per-RPC line exists for these: one line and a counter do.
-                recordRefusedBeforeRpc(r.service, r.method, r.httpStatus);
+                recordRefusedBeforeRpc(r.service, r.method, r.status);
                 logger.info(
                   {
                     rpc_service: r.service,
                     rpc_method: r.method,
-                    http_status: r.httpStatus,
+                    status: r.status,
                     content_type: r.contentType?.slice(0, 100),
                     duration_ms: Math.round(r.durationMs * 1000) / 1000,
                   },
-                  `${r.method} refused before the call began: HTTP ${r.httpStatus}`,
+                  `${r.method} refused before the call began: ${/^\d+$/.test(r.status) ? `HTTP ${r.status}` : r.status}`,
                 );
               },
               ...(options.cors && { cors: createCorsGate(options.cors) }),
