@@ -4,11 +4,10 @@ import { Code, ConnectError, createClient as createConnectClient } from "@connec
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1/health_pb";
-import { metricsRegistry } from "./metrics.ts";
 import { type RunningServer, serve } from "./server.ts";
 import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, parsePrometheusText, seriesKey, testServerSettings } from "./testing/index.ts";
+import { captureLogger, metricSample, testServerSettings } from "./testing/index.ts";
 
 describe("connect engine (the edge): one plaintext port for every protocol", () => {
   const log = captureLogger("edge");
@@ -92,14 +91,12 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
   it("logs and counts a request refused before its RPC began, which no span or grpc_* series sees", async () => {
     const refused = () => log.lines.filter((l) => String(l.msg).includes("refused before the call began"));
     const before = refused().length;
-    const counted = async (status: string) =>
-      parsePrometheusText(await metricsRegistry.metrics()).get(
-        seriesKey("rpc_kit_server_refused_total", {
-          grpc_service: "demo.users.v1.UserService",
-          grpc_method: "GetUser",
-          status,
-        }),
-      ) ?? 0;
+    const counted = (status: string) =>
+      metricSample("rpc_kit_server_refused_total", {
+        grpc_service: "demo.users.v1.UserService",
+        grpc_method: "GetUser",
+        status,
+      });
     const [bad400, bad415] = [await counted("400"), await counted("415")];
     assert.equal((await post("GetUser", "{not json")).status, 400);
     assert.equal((await post("GetUser", '{"id":"u-1"}', { "content-type": "text/plain" })).status, 415);

@@ -3,10 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient } from "./client.ts";
-import { type RunningServer, serve } from "./server.ts";
-import { service } from "./service-registration.ts";
-import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, testServerSettings } from "./testing/index.ts";
+import type { RunningServer } from "./server.ts";
+import { serveUsers } from "./testing/index.ts";
 import { UpstreamPool } from "./upstream-pool.ts";
 
 describe("fault injection (FAULT_INJECTION=on)", () => {
@@ -14,14 +12,7 @@ describe("fault injection (FAULT_INJECTION=on)", () => {
   const pool = new UpstreamPool();
   let client: ReturnType<typeof createClient<typeof UserService>>;
   before(async () => {
-    users = await serve({
-      name: "users",
-      settings: testServerSettings({ faultInjection: true }),
-      logger: captureLogger("users").logger,
-      services: [service(UserService, userFixture().impl)],
-      ownsProcess: false,
-      pool: new UpstreamPool(),
-    });
+    users = await serveUsers({ settings: { faultInjection: true } });
     client = createClient(UserService, `127.0.0.1:${users.port}`, { pool, retry: { maxAttempts: 1 } });
   });
   after(async () => {

@@ -7,11 +7,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { metricsRegistry } from "./metrics.ts";
 import { type RunningServer, serve } from "./server.ts";
 import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, parsePrometheusText, seriesKey, testServerSettings } from "./testing/index.ts";
+import { captureLogger, metricSample, testServerSettings } from "./testing/index.ts";
 
 /** GetUserRequest{id: "u-1"} as a gRPC envelope. */
 const GET_U1 = Buffer.from([0, 0, 0, 0, 5, 0x0a, 3, 0x75, 0x2d, 0x31]);
@@ -151,14 +150,12 @@ describe("gRPC fast path (the edge): hostile clients", () => {
   it("logs and counts calls refused before their interceptors ran, which no span or grpc_* series sees", async () => {
     const refused = () => log.lines.filter((l) => String(l.msg).includes("refused before the call began"));
     const before = refused().length;
-    const counted = async (status: string) =>
-      parsePrometheusText(await metricsRegistry.metrics()).get(
-        seriesKey("rpc_kit_server_refused_total", {
-          grpc_service: "demo.users.v1.UserService",
-          grpc_method: "GetUser",
-          status,
-        }),
-      ) ?? 0;
+    const counted = (status: string) =>
+      metricSample("rpc_kit_server_refused_total", {
+        grpc_service: "demo.users.v1.UserService",
+        grpc_method: "GetUser",
+        status,
+      });
     const invalid = await counted("InvalidArgument");
     // Field 1 (id) as a length-delimited string that claims 100 bytes and has 1: undecodable.
     const undecodable = open();

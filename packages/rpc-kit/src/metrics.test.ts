@@ -6,10 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient } from "./client.ts";
 import { collectRuntimeMetrics, metricsRegistry } from "./metrics.ts";
-import { serve } from "./server.ts";
-import { service } from "./service-registration.ts";
-import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, freePort, parsePrometheusText, seriesKey, testServerSettings } from "./testing/index.ts";
+import { freePort, parsePrometheusText, seriesKey, serveUsers } from "./testing/index.ts";
 import { UpstreamPool } from "./upstream-pool.ts";
 
 /** What /metrics serves, by `name{k="v",…}` with labels sorted by key. */
@@ -99,14 +96,7 @@ describe("rpc-kit's upstream metrics on /metrics", () => {
 
 describe("in-flight gauges", () => {
   it("count a call on both sides while it is under way, and drop back to 0 when it ends", async () => {
-    const server = await serve({
-      name: "users",
-      settings: testServerSettings(),
-      logger: captureLogger("users").logger,
-      services: [service(UserService, userFixture().impl)],
-      ownsProcess: false,
-      pool: new UpstreamPool(),
-    });
+    const server = await serveUsers();
     const pool = new UpstreamPool();
     try {
       const target = `static:///127.0.0.1:${server.port}`;

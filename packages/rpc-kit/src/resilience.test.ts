@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { describe, it } from "node:test";
@@ -8,60 +7,30 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient } from "./client.ts";
 import { NO_RETRY_PUSHBACK } from "./retry-policy.ts";
-import { serve } from "./server.ts";
-import { service } from "./service-registration.ts";
 import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, testServerSettings, waitFor } from "./testing/index.ts";
+import { connectionLocalPorts, serveUsers, waitFor } from "./testing/index.ts";
 import { UpstreamPool } from "./upstream-pool.ts";
 
 /** A users server whose GetUser answers with `answer` and counts the calls that reach it. */
 async function usersAnswering(answer: () => void) {
   const counter = { reached: 0 };
-  const server = await serve({
-    name: "users",
-    settings: testServerSettings(),
-    logger: captureLogger("users").logger,
-    services: [
-      service(UserService, {
-        ...userFixture().impl,
-        getUser(req) {
-          counter.reached++;
-          answer();
-          return { user: { id: req.id, name: "Ada" } };
-        },
-      }),
-    ],
-    ownsProcess: false,
-    pool: new UpstreamPool(),
+  const server = await serveUsers({
+    impl: {
+      ...userFixture().impl,
+      getUser(req) {
+        counter.reached++;
+        answer();
+        return { user: { id: req.id, name: "Ada" } };
+      },
+    },
   });
   return Object.assign(counter, { server });
 }
 
 const isCode = (code: Code) => (e: unknown) => e instanceof ConnectError && e.code === code;
 
-/** Local ports of this process's established TCP connections to `port`. */
-function localPortsTo(port: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
-      if (m?.[1]) inodes.add(m[1]);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const ports: number[] = [];
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
-      const cols = row.trim().split(/\s+/);
-      const [local = "", remote = ""] = [cols[1], cols[2]];
-      if (cols[3] !== "01" || !inodes.has(cols[9] ?? "")) continue;
-      if (Number.parseInt(remote.slice(remote.lastIndexOf(":") + 1), 16) !== port) continue;
-      ports.push(Number.parseInt(local.slice(local.lastIndexOf(":") + 1), 16));
-    }
-  }
-  return ports;
-}
+/** Local ports of this process's established TCP connections to `port`: one per connection. */
+const localPortsTo = (port: number) => connectionLocalPorts(process.pid, port);
 
 /**
  * Calls GetUser from each client, `perClient` calls at a time, for `ms`;
@@ -103,24 +72,10 @@ async function steadyLoad(
 
 describe("retries stay within the budget", () => {
   it("with users answering Unavailable to everything, calls reaching it ≤ (1 + 10%) × calls + the bucket's tokens", async () => {
-    let reached = 0;
-    const fixture = userFixture();
-    const users = await serve({
-      name: "users",
-      settings: testServerSettings(),
-      logger: captureLogger("users").logger,
-      services: [
-        service(UserService, {
-          ...fixture.impl,
-          getUser() {
-            reached++;
-            throw new ConnectError("overloaded", Code.Unavailable);
-          },
-        }),
-      ],
-      ownsProcess: false,
-      pool: new UpstreamPool(),
+    const overloaded = await usersAnswering(() => {
+      throw new ConnectError("overloaded", Code.Unavailable);
     });
+    const users = overloaded.server;
     const pool = new UpstreamPool();
     try {
       const client = createClient(UserService, `localhost:${users.port}`, { pool, timeoutMs: 1_000 });
@@ -130,6 +85,7 @@ describe("retries stay within the budget", () => {
         await assert.rejects(client.getUser({ id: "u-1" }), isCode(Code.Unavailable));
         assert.ok(Date.now() - started < 1_000, "answered within its deadline");
       }
+      const { reached } = overloaded;
       assert.ok(reached >= calls, `${reached} reached users`);
       const [snapshot] = pool.snapshot();
       const initialTokens = snapshot?.retryBudget.maxTokens ?? 0;
@@ -197,14 +153,7 @@ describe("an address that never answers", () => {
 
 describe("a server with a short max connection age", () => {
   it("rotates connections under steady load without failing a call", async () => {
-    const users = await serve({
-      name: "users",
-      settings: testServerSettings({ maxConnectionAgeMs: 300 }),
-      logger: captureLogger("users").logger,
-      services: [service(UserService, userFixture().impl)],
-      ownsProcess: false,
-      pool: new UpstreamPool(),
-    });
+    const users = await serveUsers({ settings: { maxConnectionAgeMs: 300 } });
     const pool = new UpstreamPool();
     try {
       const client = createClient(UserService, `localhost:${users.port}`, { pool });
@@ -279,15 +228,7 @@ describe("one retry layer", () => {
 
 describe("the edge server with a short max connection age", () => {
   it("rotates gRPC, Connect and HTTP/1.1 connections under steady load; only connect-node's h2 client sees refused streams", async () => {
-    const edge = await serve({
-      name: "edge",
-      engine: "connect",
-      settings: testServerSettings({ maxConnectionAgeMs: 300 }),
-      logger: captureLogger("edge").logger,
-      services: [service(UserService, userFixture().impl)],
-      ownsProcess: false,
-      pool: new UpstreamPool(),
-    });
+    const edge = await serveUsers({ engine: "connect", settings: { maxConnectionAgeMs: 300 } });
     const pool = new UpstreamPool();
     try {
       const baseUrl = `http://127.0.0.1:${edge.port}`;
@@ -324,19 +265,8 @@ describe("an upstream with no endpoint to take a call", () => {
     });
     const pool = new UpstreamPool();
     const users = createClient(UserService, `static:///127.0.0.1:${closed}`, { pool });
-    const front = await serve({
-      name: "profiles",
-      settings: testServerSettings(),
-      logger: captureLogger("profiles").logger,
-      services: [
-        service(UserService, {
-          ...userFixture().impl,
-          getUser: (req) => users.getUser(req),
-        }),
-      ],
-      ownsProcess: false,
-      pool: new UpstreamPool(),
-    });
+    // A front service whose GetUser calls the dead upstream, as profiles calls users.
+    const front = await serveUsers({ impl: { ...userFixture().impl, getUser: (req) => users.getUser(req) } });
     const callerPool = new UpstreamPool();
     try {
       const caller = createClient(UserService, `127.0.0.1:${front.port}`, { pool: callerPool });

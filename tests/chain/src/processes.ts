@@ -3,8 +3,8 @@
  * points on free ports, with every log line kept for assertions.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { connectionLocalPorts } from "@demo/rpc-kit/testing";
 
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -151,28 +151,4 @@ export function establishedConnections(pid: number, remotePort: number): number 
   return connectionLocalPorts(pid, remotePort).length;
 }
 
-/** The local ports of the connections {@link establishedConnections} counts: one per connection. */
-export function connectionLocalPorts(pid: number, remotePort: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m?.[1]) inodes.add(m[1]);
-    } catch {
-      // fd closed meanwhile
-    }
-  }
-  const ports: number[] = [];
-  const portOf = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(":") + 1), 16);
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
-      const cols = row.trim().split(/\s+/);
-      if (cols.length < 10) continue;
-      const state = cols[3];
-      if (state === "01" && portOf(cols[2] ?? "") === remotePort && inodes.has(cols[9] ?? "")) {
-        ports.push(portOf(cols[1] ?? ""));
-      }
-    }
-  }
-  return ports;
-}
+export { connectionLocalPorts };

@@ -11,17 +11,24 @@ import {
   type Interceptor,
   type ServiceImpl,
 } from "@connectrpc/connect";
+import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClientFromTransport } from "../client.ts";
 import { errorBoundary } from "../error-boundary.ts";
 import { markUpstreamError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
+import { metricsRegistry } from "../metrics.ts";
 import {
   DEFAULT_MAX_CONCURRENT_STREAMS,
   DEFAULT_MAX_HEADER_BYTES,
   MAX_MESSAGE_BYTES,
+  type RunningServer,
   type ServerSettings,
+  serve,
 } from "../server.ts";
 import { service as registration, scopedMethodSpecs } from "../service-registration.ts";
+import { UpstreamPool } from "../upstream-pool.ts";
+import { userFixture } from "./fixtures.ts";
+import { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 
 export { freePort } from "./free-port.ts";
 export {
@@ -36,7 +43,7 @@ export {
   writeByRename,
   writeLikeKubelet,
 } from "./pki.ts";
-export { cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
+export { connectionLocalPorts, cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
 export { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 
 /** A HandlerContext for calling a handler directly, optionally with a deadline. */
@@ -141,4 +148,32 @@ export async function until<T>(what: string, find: () => T | undefined, ms = 5_0
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * A UserService server on free ports for rpc-kit's own tests, owning no
+ * process: the fixture's handlers (testing/fixtures.ts) unless `impl` is given.
+ */
+export function serveUsers(
+  options: {
+    readonly settings?: Partial<ServerSettings>;
+    readonly engine?: "grpc" | "connect";
+    readonly impl?: ServiceImpl<typeof UserService>;
+    readonly logger?: Logger;
+  } = {},
+): Promise<RunningServer> {
+  return serve({
+    name: "users",
+    ...(options.engine && { engine: options.engine }),
+    settings: testServerSettings(options.settings),
+    logger: options.logger ?? captureLogger("users").logger,
+    services: [registration(UserService, options.impl ?? userFixture().impl)],
+    ownsProcess: false,
+    pool: new UpstreamPool(),
+  });
+}
+
+/** The value of one series in this process's /metrics (0 when absent). */
+export async function metricSample(name: string, labels: Record<string, string>): Promise<number> {
+  return parsePrometheusText(await metricsRegistry.metrics()).get(seriesKey(name, labels)) ?? 0;
 }

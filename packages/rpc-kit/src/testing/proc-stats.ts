@@ -1,5 +1,5 @@
-/** What benchmarks and soak tests read of a process from /proc: CPU time, peak RSS, open file descriptors. */
-import { readdirSync, readFileSync } from "node:fs";
+/** What benchmarks and tests read of a process from /proc: CPU time, peak RSS, open file descriptors, TCP connections. */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
@@ -33,4 +33,34 @@ export function rssBytes(pid: number): number {
 /** Open file descriptors. */
 export function openFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * The local ports of the established TCP connections that process `pid` holds
+ * to `remotePort` (one per connection), read from /proc: the process's socket
+ * fds matched against the kernel's TCP tables.
+ */
+export function connectionLocalPorts(pid: number, remotePort: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m?.[1]) inodes.add(m[1]);
+    } catch {
+      // fd closed meanwhile
+    }
+  }
+  const ports: number[] = [];
+  const portOf = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(":") + 1), 16);
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const cols = row.trim().split(/\s+/);
+      if (cols.length < 10) continue;
+      const state = cols[3];
+      if (state === "01" && portOf(cols[2] ?? "") === remotePort && inodes.has(cols[9] ?? "")) {
+        ports.push(portOf(cols[1] ?? ""));
+      }
+    }
+  }
+  return ports;
 }
