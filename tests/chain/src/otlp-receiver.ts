@@ -1,10 +1,11 @@
 /**
  * A minimal OTLP/HTTP trace receiver for tests: accepts `POST /v1/traces`
- * in the OTLP JSON encoding and keeps every span, flattened, with its
- * service name.
+ * in either OTLP encoding, protobuf (the SDK's default, as deployed) or JSON,
+ * and keeps every span, flattened, with its service name.
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
+import { decodeTraceRequest } from "./otlp-protobuf.ts";
 
 export interface ReceivedSpan {
   service: string;
@@ -44,7 +45,7 @@ function attributesOf(list: OtlpAttribute[] | undefined): Record<string, string 
 export interface OtlpReceiver {
   readonly endpoint: string;
   readonly spans: ReceivedSpan[];
-  /** Every request received, as `METHOD /path content-type`, decoded or not (protobuf is not). */
+  /** Every request received, as `METHOD /path content-type`. */
   readonly requests: string[];
   close(): Promise<void>;
 }
@@ -62,11 +63,14 @@ export async function startOtlpReceiver({ port = 0, host = "127.0.0.1" } = {}): 
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      if (req.method !== "POST" || req.url !== "/v1/traces" || !req.headers["content-type"]?.includes("json")) {
+      const type = req.headers["content-type"] ?? "";
+      const json = type.startsWith("application/json");
+      if (req.method !== "POST" || req.url !== "/v1/traces" || !(json || type.startsWith("application/x-protobuf"))) {
         res.writeHead(415).end();
         return;
       }
-      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+      const raw = Buffer.concat(chunks);
+      const body = (json ? JSON.parse(raw.toString("utf8")) : decodeTraceRequest(raw)) as {
         resourceSpans?: {
           resource?: { attributes?: OtlpAttribute[] };
           scopeSpans?: { spans?: Record<string, unknown>[] }[];
@@ -112,11 +116,18 @@ export async function startOtlpReceiver({ port = 0, host = "127.0.0.1" } = {}): 
   };
 }
 
-/** Env that makes a service export to `receiver` in OTLP JSON, quickly. */
-export function exportTo(receiver: OtlpReceiver): Record<string, string> {
+/**
+ * Env that makes a service export to `receiver`, quickly: in the SDK's
+ * default encoding (protobuf), as compose and Kubernetes deploy it, unless
+ * `protocol` says `http/json`.
+ */
+export function exportTo(
+  receiver: OtlpReceiver,
+  protocol: "http/protobuf" | "http/json" = "http/protobuf",
+): Record<string, string> {
   return {
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-    OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    ...(protocol === "http/json" && { OTEL_EXPORTER_OTLP_PROTOCOL: protocol }),
     OTEL_BSP_SCHEDULE_DELAY: "50",
   };
 }

@@ -52,7 +52,11 @@ describe("OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=
   before(async () => {
     receiver = await startOtlpReceiver();
     chain = await startChain({
-      all: { ...exportTo(receiver), OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0" },
+      all: {
+        ...exportTo(receiver, "http/json"),
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0",
+      },
     });
   });
   after(async () => {

@@ -45,6 +45,8 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
     assert.equal(res.status, 404);
     const spans = await until("5 spans", () => (spansOf(traceId).length >= 5 ? spansOf(traceId) : undefined));
     assert.equal(spans.length, 5);
+    // Exported as deployed: OTLP/HTTP in the SDK's default encoding, protobuf.
+    assert.deepEqual(new Set(receiver.requests), new Set(["POST /v1/traces application/x-protobuf"]));
 
     const gatewayServer = one(spans, "gateway", SERVER);
     const gatewayClient = one(spans, "gateway", CLIENT);
