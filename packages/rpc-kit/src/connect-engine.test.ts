@@ -4,10 +4,8 @@ import { Code, ConnectError, createClient as createConnectClient } from "@connec
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1/health_pb";
-import { type RunningServer, serve } from "./server.ts";
-import { service } from "./service-registration.ts";
-import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, metricSample, testServerSettings } from "./testing/index.ts";
+import type { RunningServer } from "./server.ts";
+import { captureLogger, metricSample, serveUsers } from "./testing/index.ts";
 
 describe("connect engine (the edge): one plaintext port for every protocol", () => {
   const log = captureLogger("edge");
@@ -15,14 +13,7 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
   let base: string;
 
   before(async () => {
-    server = await serve({
-      name: "edge",
-      engine: "connect",
-      settings: testServerSettings(),
-      logger: log.logger,
-      services: [service(UserService, userFixture().impl)],
-      ownsProcess: false,
-    });
+    server = await serveUsers({ engine: "connect", logger: log.logger });
     base = `http://localhost:${server.port}`;
   });
   after(() => server.shutdown());

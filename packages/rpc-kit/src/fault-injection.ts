@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { forwardHeaders } from "./call-scope.ts";
+import { codeToString } from "./codes.ts";
 
 /**
  * Opt-in fault injection for demos and drills (FAULT_INJECTION=on), aimed
@@ -22,7 +23,7 @@ export const FAULT_TARGET_HEADER = "x-fault-target";
 const CODES_BY_NAME: ReadonlyMap<string, Code> = new Map(
   Object.values(Code)
     .filter((c): c is Code => typeof c === "number")
-    .map((c) => [Code[c].replace(/[A-Z]/g, (l, i: number) => (i === 0 ? l : `_${l}`)).toLowerCase(), c]),
+    .map((c) => [codeToString(c), c]),
 );
 /** Longest delay accepted: one minute. */
 export const MAX_FAULT_DELAY_MS = 60_000;

@@ -7,10 +7,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { type RunningServer, serve } from "./server.ts";
-import { service } from "./service-registration.ts";
-import { userFixture } from "./testing/fixtures.ts";
-import { captureLogger, metricSample, testServerSettings } from "./testing/index.ts";
+import type { RunningServer } from "./server.ts";
+import { captureLogger, metricSample, serveUsers } from "./testing/index.ts";
 
 /** GetUserRequest{id: "u-1"} as a gRPC envelope. */
 const GET_U1 = Buffer.from([0, 0, 0, 0, 5, 0x0a, 3, 0x75, 0x2d, 0x31]);
@@ -45,14 +43,7 @@ describe("gRPC fast path (the edge): hostile clients", () => {
   let base: string;
 
   before(async () => {
-    server = await serve({
-      name: "edge",
-      engine: "connect",
-      settings: testServerSettings(),
-      logger: log.logger,
-      services: [service(UserService, userFixture().impl)],
-      ownsProcess: false,
-    });
+    server = await serveUsers({ engine: "connect", logger: log.logger });
     base = `http://localhost:${server.port}`;
   });
   after(() => server.shutdown());

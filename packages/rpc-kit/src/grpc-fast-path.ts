@@ -12,6 +12,7 @@ import {
   type UnaryInvoker,
   unaryInvoker,
 } from "./method-invoker.ts";
+import { grpcCodeLabel } from "./metrics.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 
 /**
@@ -180,7 +181,7 @@ export function createGrpcFastPath(
           options.onRefusedBeforeRpc?.({
             service: route.method.parent.typeName,
             method: route.method.name,
-            status: Code[status.code as number as Code] ?? String(status.code),
+            status: grpcCodeLabel(status.code as number as Code),
             contentType: headers["content-type"],
             durationMs: performance.now() - startedAt,
           });

@@ -1,5 +1,6 @@
 import { decodeBinaryHeader, encodeBinaryHeader } from "@connectrpc/connect";
 import { Metadata } from "@grpc/grpc-js";
+import { RETRY_PUSHBACK_HEADER } from "./retry-policy.ts";
 
 /**
  * Conversions between grpc-js Metadata and the Fetch API Headers that the
@@ -21,15 +22,13 @@ export function metadataToHeaders(metadata: Metadata): Headers {
   return headers;
 }
 
-/** The one gRPC protocol header that is an application's to send: A6's retry pushback, as a trailer. */
-const RETRY_PUSHBACK = "grpc-retry-pushback-ms";
-
 /** Copies Headers into Metadata (a new one unless `into` is given), skipping HTTP/2 and gRPC protocol headers. */
 export function headersToMetadata(headers: Headers, into: Metadata = new Metadata()): Metadata {
   headers.forEach((value, key) => {
     if (
       key.startsWith(":") ||
-      (key.startsWith("grpc-") && key !== RETRY_PUSHBACK) ||
+      // The one gRPC protocol header that is an application's to send: A6's retry pushback, as a trailer.
+      (key.startsWith("grpc-") && key !== RETRY_PUSHBACK_HEADER) ||
       key === "content-type" ||
       key === "te" ||
       key === "user-agent"
