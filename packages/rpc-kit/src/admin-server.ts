@@ -18,8 +18,29 @@ export interface AdminServer {
 /** Extra admin routes by path (`/metrics`, `/debug/...`), answering GET. */
 export type AdminRoutes = Readonly<Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void>>;
 
+/**
+ * Bounds of the admin port (fixed: probes and scrapers are few and quick).
+ * It keeps answering /healthz while the RPC port is saturated: that port's
+ * connections are capped below the file-descriptor limit, and these bound
+ * the admin port's own, so that idle or half-sent connections cannot fill it
+ * and fail the liveness probe.
+ */
+export const ADMIN_LIMITS = Object.freeze({
+  maxConnections: 256,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  // Probes open a connection each time; do not let idle ones hold shutdown.
+  keepAliveTimeoutMs: 1_000,
+});
+
 export function createAdminServer(health: HealthState, routes: AdminRoutes = {}): AdminServer {
-  const server = http.createServer((req, res) => {
+  const options: http.ServerOptions = {
+    headersTimeout: ADMIN_LIMITS.headersTimeoutMs,
+    requestTimeout: ADMIN_LIMITS.requestTimeoutMs,
+    keepAliveTimeout: ADMIN_LIMITS.keepAliveTimeoutMs,
+    connectionsCheckingInterval: 1_000,
+  };
+  const server = http.createServer(options, (req, res) => {
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" }).end("method not allowed\n");
@@ -41,8 +62,7 @@ export function createAdminServer(health: HealthState, routes: AdminRoutes = {})
     }
     res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
   });
-  // Probes open a connection each time; do not let idle ones hold shutdown.
-  server.keepAliveTimeout = 1_000;
+  server.maxConnections = ADMIN_LIMITS.maxConnections;
   return {
     listen(host, port) {
       return new Promise((resolve, reject) => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as http from "node:http";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient as createConnectClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
@@ -6,6 +7,21 @@ import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1/health_pb";
 import type { RunningServer } from "./server.ts";
 import { captureLogger, metricSample, serveUsers } from "./testing/index.ts";
+
+/** POSTs `body` over HTTP/1.1 from the local address `client`; resolves with the status. */
+function postFrom(port: number, client: string, path: string, body: string, contentType: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port, path, method: "POST", localAddress: client, headers: { "content-type": contentType } },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
 
 describe("connect engine (the edge): one plaintext port for every protocol", () => {
   const log = captureLogger("edge");
@@ -79,7 +95,7 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
     assert.equal((await health.check({})).status, HealthCheckResponse_ServingStatus.SERVING);
   });
 
-  it("logs and counts a request refused before its RPC began, which no span or grpc_* series sees", async () => {
+  it("counts each request refused before its RPC began, which no span or grpc_* series sees, and logs it once per client and kind per interval", async () => {
     const refused = () => log.lines.filter((l) => String(l.msg).includes("refused before the call began"));
     const before = refused().length;
     const counted = (status: string) =>
@@ -89,24 +105,32 @@ describe("connect engine (the edge): one plaintext port for every protocol", () 
         status,
       });
     const [bad400, bad415] = [await counted("400"), await counted("415")];
-    assert.equal((await post("GetUser", "{not json")).status, 400);
-    assert.equal((await post("GetUser", '{"id":"u-1"}', { "content-type": "text/plain" })).status, 415);
-    assert.equal((await post("GetUser", '{"id":"u-9"}')).status, 404, "an RPC that fails is not 'refused'");
+    // Each from an address of its own: the log line is per client address.
+    const from = (client: string, body: string, contentType = "application/json") =>
+      postFrom(server.port, client, "/demo.users.v1.UserService/GetUser", body, contentType);
+    assert.equal(await from("127.0.0.21", "{not json"), 400);
+    assert.equal(await from("127.0.0.21", "{still not json"), 400);
+    assert.equal(await from("127.0.0.21", '{"id":"u-1"}', "text/plain"), 415);
+    assert.equal(await from("127.0.0.22", "{not json"), 400);
+    assert.equal(await from("127.0.0.21", '{"id":"u-9"}'), 404, "an RPC that fails is not 'refused'");
     assert.equal(
       (await fetch(`${base}/no.Such/Method`, { method: "POST" })).status,
       404,
       "nor a path that is no method",
     );
     await new Promise((r) => setTimeout(r, 20));
-    const lines = refused().slice(before);
     assert.deepEqual(
-      lines.map((l) => [l.rpc_method, l.status, l.content_type]),
+      refused()
+        .slice(before)
+        .map((l) => [l.client, l.rpc_method, l.status, l.content_type, l.refused]),
       [
-        ["GetUser", "400", "application/json"],
-        ["GetUser", "415", "text/plain"],
+        ["127.0.0.21", "GetUser", "400", "application/json", 1],
+        ["127.0.0.21", "GetUser", "415", "text/plain", 1],
+        ["127.0.0.22", "GetUser", "400", "application/json", 1],
       ],
+      "the second 400 from 127.0.0.21 is counted, not logged",
     );
-    assert.deepEqual([(await counted("400")) - bad400, (await counted("415")) - bad415], [1, 1]);
+    assert.deepEqual([(await counted("400")) - bad400, (await counted("415")) - bad415], [3, 1]);
   });
 
   it("logs one line per call with the code", () => {

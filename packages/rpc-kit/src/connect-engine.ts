@@ -3,12 +3,20 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { createContextKey, createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { peerAddressKey } from "./call-context.ts";
+import { connectAdapter, type NodeServerRequest, type NodeServerResponse } from "./connect-adapter.ts";
 import { connectionAge } from "./connection-age.ts";
 import { type CorsGate, createCorsGate } from "./cors.ts";
 import type { RefusedRequest } from "./edge-http.ts";
 import { clampTimeoutHeaders, createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.ts";
+import type { ByteBudget, ByteLease } from "./limits/byte-budget.ts";
+import { clientAddress } from "./limits/client-address.ts";
+import type { ConnectionLimits } from "./limits/connection-limits.ts";
+import type { Http1Pipeline } from "./limits/http1-pipeline.ts";
+import type { LimitName } from "./limits/limit-error.ts";
+import type { LimitReporter } from "./limits/limit-reporter.ts";
+import { boundedRequestBody } from "./limits/request-body.ts";
+import { closeByServer, headerListSize, type SessionGuard } from "./limits/session-guard.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 import type { StaticSite } from "./static-site.ts";
 
@@ -43,9 +51,35 @@ export interface ConnectEngineOptions {
   readonly maxConnectionAgeMs?: number;
   /** After that, calls still open on an HTTP/2 connection get this long before it is destroyed. Default 10,000 ms. */
   readonly maxConnectionAgeGraceMs?: number;
+  /** The bounds on what clients send (limits/). */
+  readonly limits: EdgeLimits;
+}
+
+/** The edge's share of the bounds (limits/settings.ts), built by `serve()`. */
+export interface EdgeLimits {
+  readonly budget: ByteBudget;
+  readonly report: LimitReporter;
+  readonly connections: ConnectionLimits;
+  readonly sessions: SessionGuard;
+  readonly pipeline: Http1Pipeline;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxJsonDepth: number;
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** The bound an HTTP/1.1 parse error of Node's stands for, if any. */
+function httpClientErrorLimit(err: NodeJS.ErrnoException, socket: net.Socket): LimitName | undefined {
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    // A request whose head was read (the parser holds its message) timed out on its body.
+    return (socket as net.Socket & { parser?: { incoming?: unknown } }).parser?.incoming
+      ? "request_timeout"
+      : "headers_timeout";
+  }
+  return err.code === "HPE_HEADER_OVERFLOW" ? "header_bytes" : undefined;
+}
 
 /** Set by the outermost interceptor: the request became an RPC. */
 const rpcBeganKey = createContextKey<{ began: boolean }>({ began: false }, { description: "rpc-kit rpc began" });
@@ -89,20 +123,42 @@ const defaultStreamRequest: Interceptor = (next) => (req) => {
 };
 
 /**
- * Sends the streams the gRPC fast path accepts to it, and every other stream
- * to connect-node. Node's http2 server serves (req, res) handlers through one
- * "stream" listener of its own (added with the first "request" listener);
- * that listener is taken out and called for the streams left to connect-node.
- * Should a Node release change that, every stream stays with connect-node.
+ * Every HTTP/2 stream passes here first: its header list within
+ * MAX_HEADER_BYTES (Node enforces its SETTINGS value only once the client
+ * acknowledged it, so not on a connection's first stream), a lease of the
+ * process's request bytes, then the gRPC fast path or connect-node. Node's
+ * http2 server serves (req, res) handlers through one "stream" listener of
+ * its own (added with the first "request" listener); that listener is taken
+ * out and called for the streams left to connect-node.
  */
-function routeGrpcToFastPath(server: http2.Http2Server, fastPath: GrpcFastPath): void {
+function gateStreams(
+  server: http2.Http2Server,
+  fastPath: GrpcFastPath,
+  limits: EdgeLimits,
+  maxHeaderBytes: number | undefined,
+  leases: WeakMap<object, ByteLease>,
+): void {
   const compat = server.listeners("stream");
-  if (compat.length !== 1) return;
+  if (compat.length !== 1)
+    throw new Error("node:http2 changed how it serves requests: rpc-kit cannot gate its streams");
   const connectNode = compat[0] as (...args: unknown[]) => void;
   server.removeListener("stream", connectNode);
-  server.on("stream", (stream, headers, flags, rawHeaders) => {
-    if (fastPath.accepts(headers)) fastPath.handle(stream, headers);
-    else connectNode.call(server, stream, headers, flags, rawHeaders);
+  server.on("stream", (stream, headers, flags, rawHeaders: string[]) => {
+    const client = clientAddress(stream.session?.socket?.remoteAddress);
+    if (maxHeaderBytes !== undefined && headerListSize(rawHeaders) > maxHeaderBytes) {
+      stream.on("error", () => {});
+      limits.report("header_bytes", client);
+      closeByServer(stream, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
+    const lease = limits.budget.lease(client);
+    stream.once("close", () => lease.release());
+    if (fastPath.accepts(headers)) {
+      fastPath.handle(stream, headers, lease);
+      return;
+    }
+    leases.set(stream, lease);
+    connectNode.call(server, stream, headers, flags, rawHeaders);
   });
 }
 
@@ -113,7 +169,10 @@ export function createConnectEngine(
   registrations: readonly ServiceRegistration[],
   options: ConnectEngineOptions,
 ): ConnectEngine {
-  const adapter = connectNodeAdapter({
+  const { limits } = options;
+  /** The lease of each request's body: an h2 stream's (gateStreams), or an HTTP/1.1 request's. */
+  const leases = new WeakMap<object, ByteLease>();
+  const adapter = connectAdapter({
     interceptors: [markRpcBegan, ...options.interceptors, defaultStreamRequest],
     shutdownSignal: options.shutdownSignal,
     readMaxBytes: options.readMaxBytes,
@@ -131,7 +190,31 @@ export function createConnectEngine(
         }
       }
     },
+    body: (req, res, method, header) => requestBody(req, res, method.methodKind, header),
   });
+  /** The body connect-node reads: bounded, coalesced, decompressed and checked by rpc-kit (limits/request-body.ts). */
+  const requestBody = (req: NodeServerRequest, res: NodeServerResponse, kind: string, header: Headers) => {
+    const client = clientAddress(req.socket.remoteAddress);
+    let lease = "stream" in req ? leases.get(req.stream) : undefined;
+    if (lease === undefined) {
+      const own = limits.budget.lease(client);
+      res.once("close", () => own.release());
+      lease = own;
+    }
+    return boundedRequestBody(req, header, {
+      lease,
+      maxMessageBytes: options.readMaxBytes,
+      maxJsonDepth: limits.maxJsonDepth,
+      requestTimeoutMs: limits.requestTimeoutMs,
+      singleMessage: kind === "unary" || kind === "server_streaming",
+      onRefused: (limit) => {
+        limits.report(limit, client);
+        // The rest of the body is not wanted: HTTP/1.1 closes after the answer, h2 resets the stream after it.
+        if ("stream" in req) res.once("finish", () => req.stream.close(http2.constants.NGHTTP2_NO_ERROR));
+        else if (!res.headersSent) res.setHeader("connection", "close");
+      },
+    });
+  };
   const cors = options.cors ?? createCorsGate({ corsAllowedOrigins: [] });
   // Procedures by path, for telling which refused requests were meant as RPCs.
   const procedures = new Map<string, { service: string; method: string }>();
@@ -159,6 +242,7 @@ export function createConnectEngine(
             status: String(res.statusCode),
             contentType: req.headers["content-type"],
             durationMs: performance.now() - startedAt,
+            client: req.socket.remoteAddress,
           });
         });
       }
@@ -168,27 +252,59 @@ export function createConnectEngine(
     adapter(req, res);
   };
 
-  const h1 = http.createServer(
-    options.maxHeaderBytes === undefined ? {} : { maxHeaderSize: options.maxHeaderBytes },
-    handler,
-  );
+  const h1 = http.createServer({
+    ...(options.maxHeaderBytes !== undefined && { maxHeaderSize: options.maxHeaderBytes }),
+    // Node's own deadlines on a request's head and whole request, checked every second (see below).
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs),
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: 1_000,
+  });
+  // Node starts checking those deadlines when an http server starts listening. This one never
+  // listens (the sniffer below hands it its connections): without this, a partial head stayed
+  // open for minutes.
+  h1.emit("listening");
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    const limit = httpClientErrorLimit(err, socket);
+    if (limit !== undefined) limits.report(limit, clientAddress(socket.remoteAddress));
+    // As Node answers when nobody listens for "clientError".
+    const res = (socket as net.Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
+    if (socket.writable && (res === undefined || !res.headersSent)) {
+      socket.write(
+        limit === "headers_timeout" || limit === "request_timeout"
+          ? "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n"
+          : limit === "header_bytes"
+            ? "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"
+            : "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
+      );
+    }
+    socket.destroy(err);
+  });
   const h2 = http2.createServer(
     {
       settings: {
         ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
         ...(options.maxHeaderBytes !== undefined && { maxHeaderListSize: options.maxHeaderBytes }),
       },
+      // Resets are budgeted per client address across connections (session-guard.ts), not per connection.
+      streamResetBurst: 2 ** 32 - 1,
+      streamResetRate: 2 ** 32 - 1,
     },
     handler,
   );
-  routeGrpcToFastPath(
+  gateStreams(
     h2,
     createGrpcFastPath(registrations, {
       interceptors: options.interceptors,
       shutdownSignal: options.shutdownSignal,
       readMaxBytes: options.readMaxBytes,
+      requestTimeoutMs: limits.requestTimeoutMs,
+      report: limits.report,
       ...(onRefused && { onRefusedBeforeRpc: onRefused }),
     }),
+    limits,
+    options.maxHeaderBytes,
+    leases,
   );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -196,6 +312,7 @@ export function createConnectEngine(
   let closing = false;
 
   h2.on("session", (session) => {
+    limits.sessions.watch(session);
     sessions.add(session);
     age.session(session);
     session.once("close", () => sessions.delete(session));
@@ -215,11 +332,15 @@ export function createConnectEngine(
       h1Requests.set(socket, left);
       if (closing && left === 0) socket.end();
     });
+    limits.pipeline.dispatch(req, res, handler as http.RequestListener);
   });
 
   const listener = net.createServer((socket) => {
+    if (!limits.connections.admit(socket)) return;
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+    // Its first bytes within HEADERS_TIMEOUT_MS; then Node's http deadlines, or the session guard's, take over.
+    const firstBytes = limits.connections.firstBytesDeadline(socket);
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -227,6 +348,7 @@ export function createConnectEngine(
       const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (isH2 && head.length < H2_PREFACE.length) return; // need more bytes to decide
       socket.off("data", onData);
+      firstBytes();
       socket.pause();
       socket.unshift(head);
       if (isH2) {

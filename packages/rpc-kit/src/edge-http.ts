@@ -33,4 +33,6 @@ export interface RefusedRequest {
   readonly status: string;
   readonly contentType: string | undefined;
   readonly durationMs: number;
+  /** The connection's remote address. */
+  readonly client: string | undefined;
 }

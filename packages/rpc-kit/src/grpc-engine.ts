@@ -17,6 +17,7 @@ import { CallContext } from "./call-context.ts";
 import { headersToMetadata, isEmptyHeaders, metadataHeaders } from "./grpc-metadata.ts";
 import { connectErrorToGrpcStatus } from "./grpc-status.ts";
 import { toBuffer } from "./grpc-transport.ts";
+import { type GrpcJsGuardOptions, guardGrpcJsServer } from "./limits/grpc-js-guard.ts";
 import {
   type ServerStreamingInvoker,
   serverStreamingInvoker,
@@ -45,6 +46,8 @@ export interface GrpcEngineOptions {
    * options grpc-js keeps; default Node's (64 KiB).
    */
   readonly maxHeaderBytes?: number;
+  /** rpc-kit's bounds on what clients send, put in front of grpc-js (limits/grpc-js-guard.ts). */
+  readonly limits?: GrpcJsGuardOptions;
 }
 
 /** Adds HTTP/2 settings to those grpc-js passes to `http2.createServer` at bind time. */
@@ -96,6 +99,7 @@ function serializerFor(desc: DescMessage) {
 export function createGrpcEngine(registrations: readonly ServiceRegistration[], options: GrpcEngineOptions): Server {
   const server = new Server(options.serverOptions);
   if (options.maxHeaderBytes !== undefined) addHttp2Settings(server, { maxHeaderListSize: options.maxHeaderBytes });
+  if (options.limits !== undefined) guardGrpcJsServer(server, options.limits);
   for (const registration of registrations) {
     const definition: Record<string, ServiceDefinition[string]> = {};
     const implementation: UntypedServiceImplementation = {};

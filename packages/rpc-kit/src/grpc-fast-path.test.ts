@@ -48,9 +48,14 @@ describe("gRPC fast path (the edge): hostile clients", () => {
   });
   after(() => server.shutdown());
 
-  /** Opens a GetUser stream on its own connection, with `headers` added. */
-  function open(headers: http2.OutgoingHttpHeaders = {}) {
-    const session = http2.connect(base);
+  /** Opens a GetUser stream on its own connection, with `headers` added; from the local address `client` if given. */
+  function open(headers: http2.OutgoingHttpHeaders = {}, client?: string) {
+    const session =
+      client === undefined
+        ? http2.connect(base)
+        : http2.connect(base, {
+            createConnection: () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: client }),
+          });
     session.on("error", () => {});
     const stream = session.request({
       ":method": "POST",
@@ -138,7 +143,7 @@ describe("gRPC fast path (the edge): hostile clients", () => {
     await closed;
   });
 
-  it("logs and counts calls refused before their interceptors ran, which no span or grpc_* series sees", async () => {
+  it("counts calls refused before their interceptors ran, which no span or grpc_* series sees, logging one line per client and kind per interval", async () => {
     const refused = () => log.lines.filter((l) => String(l.msg).includes("refused before the call began"));
     const before = refused().length;
     const counted = (status: string) =>
@@ -149,26 +154,30 @@ describe("gRPC fast path (the edge): hostile clients", () => {
       });
     const invalid = await counted("InvalidArgument");
     // Field 1 (id) as a length-delimited string that claims 100 bytes and has 1: undecodable.
-    const undecodable = open();
+    const undecodable = open({}, "127.0.0.31");
     undecodable.stream.end(Buffer.from([0, 0, 0, 0, 3, 0x0a, 100, 0x75]));
     assert.equal(await undecodable.closed, "3");
-    const badTimeout = open({ "grpc-timeout": "soon" });
+    const badTimeout = open({ "grpc-timeout": "soon" }, "127.0.0.31");
     badTimeout.stream.end(GET_U1);
     assert.equal(await badTimeout.closed, "3");
-    const fine = open();
+    const elsewhere = open({ "grpc-timeout": "soon" }, "127.0.0.32");
+    elsewhere.stream.end(GET_U1);
+    assert.equal(await elsewhere.closed, "3");
+    const fine = open({}, "127.0.0.31");
     fine.stream.end(GET_U1);
     assert.equal(await fine.closed, "0");
     await sleep(20);
     assert.deepEqual(
       refused()
         .slice(before)
-        .map((l) => [l.rpc_method, l.status]),
+        .map((l) => [l.client, l.rpc_method, l.status, l.refused]),
       [
-        ["GetUser", "InvalidArgument"],
-        ["GetUser", "InvalidArgument"],
+        ["127.0.0.31", "GetUser", "InvalidArgument", 1],
+        ["127.0.0.32", "GetUser", "InvalidArgument", 1],
       ],
+      "the second refusal from 127.0.0.31 is counted, not logged",
     );
-    assert.equal((await counted("InvalidArgument")) - invalid, 2);
+    assert.equal((await counted("InvalidArgument")) - invalid, 3);
   });
 
   it("serves timeouts beyond 2^31-1 ms as 24.8 days, on gRPC and Connect, instead of a timer that fires at once", async () => {

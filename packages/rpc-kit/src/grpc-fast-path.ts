@@ -5,7 +5,10 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CallContext, peerAddressKey } from "./call-context.ts";
 import type { RefusedRequest } from "./edge-http.ts";
 import { LazyHeaders } from "./grpc-metadata.ts";
-import { connectErrorToGrpcStatus } from "./grpc-status.ts";
+import { connectErrorToGrpcStatus, encodeGrpcMessage } from "./grpc-status.ts";
+import type { ByteLease } from "./limits/byte-budget.ts";
+import type { LimitReporter } from "./limits/limit-reporter.ts";
+import { readStreamBody } from "./limits/stream-body.ts";
 import {
   type ServerStreamingInvoker,
   serverStreamingInvoker,
@@ -32,6 +35,10 @@ export interface GrpcFastPathOptions {
   readonly shutdownSignal: AbortSignal;
   /** Largest request message accepted, in bytes. */
   readonly readMaxBytes: number;
+  /** Time the request may take to arrive (REQUEST_TIMEOUT_MS). */
+  readonly requestTimeoutMs: number;
+  /** Told of each refusal by a bound (limits/). */
+  readonly report: LimitReporter;
   /** Told of each call refused before its interceptors ran (edge-http.ts). Default: nobody. */
   readonly onRefusedBeforeRpc?: (refusal: RefusedRequest) => void;
 }
@@ -39,7 +46,8 @@ export interface GrpcFastPathOptions {
 export interface GrpcFastPath {
   /** True when this path serves a stream with these headers. */
   accepts(headers: http2.IncomingHttpHeaders): boolean;
-  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+  /** Serves the call; its request bytes count against `lease`. */
+  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, lease: ByteLease): void;
 }
 
 type Route =
@@ -80,18 +88,6 @@ export function clampTimeoutHeaders(headers: Record<string, string | string[] | 
   if (m !== null && Number(m[1]) * (TIMEOUT_UNITS_MS[m[2] as string] ?? 0) > MAX_TIMER_MS) {
     headers["grpc-timeout"] = `${Math.floor(MAX_TIMER_MS / 1000)}S`;
   }
-}
-
-/** grpc-message is percent-encoded: everything outside printable ASCII, and "%". */
-export function encodeGrpcMessage(message: string): string {
-  let out = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    out +=
-      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
-        ? String.fromCharCode(byte)
-        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
 }
 
 function isGrpcContentType(value: string | undefined): boolean {
@@ -164,7 +160,7 @@ export function createGrpcFastPath(
       );
     },
 
-    handle(stream, headers) {
+    handle(stream, headers, lease) {
       // A stream emits 'error' when its connection dies of a protocol error (Node destroys the
       // session and every open stream with it) or is reset with an error code; 'close' follows
       // and cancels the call. Unlistened, that 'error' is an uncaught exception: the process dies.
@@ -184,6 +180,7 @@ export function createGrpcFastPath(
             status: grpcCodeLabel(status.code as number as Code),
             contentType: headers["content-type"],
             durationMs: performance.now() - startedAt,
+            client: stream.session?.socket?.remoteAddress,
           });
         }
         const trailers = toHttp2(ctx?.setResponseTrailers, {
@@ -231,34 +228,18 @@ export function createGrpcFastPath(
       const onClose = () => call.cancel();
       stream.once("close", onClose);
 
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let prefixChecked = false;
-      stream.on("data", (chunk: Buffer) => {
-        size += chunk.length;
-        chunks.push(chunk);
-        // The length prefix announces an oversized message: refuse it as soon as it is read, as
-        // grpc-js does, rather than wait for (and buffer) data that may never come.
-        let declared = 0;
-        if (!prefixChecked && size >= 5) {
-          prefixChecked = true;
-          const head = (chunks[0] as Buffer).length >= 5 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-          declared = head.readUInt32BE(1);
-        }
-        if (size > options.readMaxBytes + 5 || declared > options.readMaxBytes) {
-          stream.removeAllListeners("data");
-          chunks.length = 0;
-          fail(new ConnectError(`request larger than ${options.readMaxBytes} bytes`, Code.ResourceExhausted));
-          call.abort();
-        }
-      });
-      stream.once("end", () => {
+      const messages: Buffer[] = [];
+      const run = () => {
         if (headersSent) return;
         void (async () => {
           try {
-            const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-            if (body.length < 5)
+            if (messages.length > 1) {
+              throw new ConnectError("protocol error: expected exactly one request message", Code.InvalidArgument);
+            }
+            const body = messages[0];
+            if (body === undefined || body.length < 5) {
               throw new ConnectError("protocol error: missing request message", Code.InvalidArgument);
+            }
             if (((body[0] as number) & 1) === 1) {
               throw new ConnectError("protocol error: compressed message without grpc-encoding", Code.Internal);
             }
@@ -301,7 +282,28 @@ export function createGrpcFastPath(
             call.abort();
           }
         })();
-      });
+      };
+      readStreamBody(
+        stream,
+        {
+          lease,
+          maxMessageBytes: options.readMaxBytes,
+          encoding: undefined,
+          requestTimeoutMs: options.requestTimeoutMs,
+          report: options.report,
+        },
+        {
+          message: (envelope) => messages.push(envelope),
+          end: (rest) => {
+            if (rest) messages.push(rest);
+            run();
+          },
+          fail: (err) => {
+            fail(err);
+            call.abort();
+          },
+        },
+      );
     },
   };
 }

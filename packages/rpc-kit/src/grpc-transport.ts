@@ -116,6 +116,17 @@ function neverSentByGrpcJs(err: ServiceError): boolean {
   );
 }
 
+/**
+ * grpc-js's way of saying the connection under a call went away with an
+ * error (a GOAWAY with an error code, a reset session): Internal there, but
+ * the call met no server fault, only a lost connection. Unavailable, as gRPC
+ * reads a dropped transport, so that idempotent calls are retried on a new
+ * connection and others fail with a code that says "try again".
+ */
+function connectionLost(err: ServiceError): boolean {
+  return err.code === GrpcStatus.INTERNAL && /Session closed with error code/.test(err.details);
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
@@ -160,13 +171,15 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
     const cause =
       err.code === GrpcStatus.CANCELLED && signal.aborted
         ? cancelledBecause(signal.reason)
-        : grpcStatusToConnectError(err);
+        : connectionLost(err)
+          ? grpcStatusToConnectError({ ...err, code: GrpcStatus.UNAVAILABLE })
+          : grpcStatusToConnectError(err);
     const connectError = markUpstreamError(cause, {
       target: upstream.target,
       procedure: methodCodec(method).procedure,
     });
     // An Unavailable the endpoint relays from its own upstream ("do not retry") says nothing of the endpoint.
-    const unavailable = err.code === GrpcStatus.UNAVAILABLE && retryPushback(connectError) !== "never";
+    const unavailable = cause.code === Code.Unavailable && retryPushback(connectError) !== "never";
     endpoint.record(unavailable, Date.now());
     if (unavailable) upstream.requestRefresh();
     return neverSentByGrpcJs(err) ? markNeverSent(connectError) : connectError;

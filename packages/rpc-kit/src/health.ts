@@ -5,6 +5,7 @@ import {
   HealthCheckResponseSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "@demo/proto/health/v1/health_pb";
+import { peerAddressKey } from "./call-context.ts";
 
 export { ServingStatus };
 
@@ -16,6 +17,8 @@ export class HealthState {
   private readonly statuses = new Map<string, ServingStatus>();
   private readonly listeners = new Set<() => void>();
   private readonly closing = new AbortController();
+  /** Watch streams open now. */
+  watches = 0;
 
   /** Sets one service's status and wakes its watchers. */
   set(service: string, status: ServingStatus): void {
@@ -69,8 +72,23 @@ export class HealthState {
   }
 }
 
-/** grpc.health.v1.Health over a HealthState: Check, Watch and List, servable on either engine. */
-export function createHealthService(state: HealthState): ServiceImpl<typeof Health> {
+/** Bounds on the health service, which needs no token: Watch streams never end on their own. */
+export interface HealthLimits {
+  /** Watch streams open at once (MAX_HEALTH_WATCHES); more get ResourceExhausted. */
+  readonly maxWatches: number;
+  /** Told of each Watch refused, with the caller's address when the engine knows it. */
+  readonly onRefused?: (client: string | undefined) => void;
+}
+
+/**
+ * grpc.health.v1.Health over a HealthState: Check, Watch and List, servable
+ * on either engine. Watch streams are capped (25,000 of them took the gateway
+ * to 532 MB) and all end when the state closes at shutdown.
+ */
+export function createHealthService(
+  state: HealthState,
+  limits: HealthLimits = { maxWatches: Number.POSITIVE_INFINITY },
+): ServiceImpl<typeof Health> {
   return {
     check(req) {
       const status = state.get(req.service);
@@ -78,14 +96,23 @@ export function createHealthService(state: HealthState): ServiceImpl<typeof Heal
       return { status };
     },
     async *watch(req, ctx: HandlerContext) {
-      let last: ServingStatus | undefined;
-      while (!ctx.signal.aborted && !state.closed) {
-        const status = state.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
-        if (status !== last) {
-          last = status;
-          yield { status };
+      if (state.watches >= limits.maxWatches) {
+        limits.onRefused?.(ctx.values.get(peerAddressKey));
+        throw new ConnectError("too many health watches", Code.ResourceExhausted);
+      }
+      state.watches++;
+      try {
+        let last: ServingStatus | undefined;
+        while (!ctx.signal.aborted && !state.closed) {
+          const status = state.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
+          if (status !== last) {
+            last = status;
+            yield { status };
+          }
+          await state.nextChange(ctx.signal);
         }
-        await state.nextChange(ctx.signal);
+      } finally {
+        state.watches--;
       }
     },
     list() {

@@ -191,6 +191,55 @@ export function recordRefusedBeforeRpc(service: string, method: string, status: 
   refusedBeforeRpc.inc({ grpc_service: service, grpc_method: method, status });
 }
 
+const limitRefusals = new Counter({
+  name: "rpc_kit_server_limit_refusals_total",
+  help: "Connections, streams and requests refused by a server's bounds on what clients send (limit: connections, connections_per_client, headers_timeout, request_timeout, buffered_bytes, buffered_bytes_per_client, reset_streams, health_watches, pings, control_bytes, header_bytes, json_depth, message_size, pipelining).",
+  labelNames: ["limit"],
+  registers: [metricsRegistry],
+});
+
+/** One refusal by the bound `limit` (limits/limit-error.ts). */
+export function recordLimitRefusal(limit: string): void {
+  limitRefusals.inc({ limit });
+}
+
+/** What a running server reports of its load: open connections on its RPC port, request bytes it holds. */
+export interface ServerLoad {
+  connections(): number;
+  bufferedRequestBytes(): number;
+}
+
+const serverLoads = new Set<ServerLoad>();
+
+/** Adds a server's load to the gauges below until the returned function is called. */
+export function reportServerLoad(load: ServerLoad): () => void {
+  serverLoads.add(load);
+  return () => serverLoads.delete(load);
+}
+
+function sumOf(read: (load: ServerLoad) => number): number {
+  let sum = 0;
+  for (const load of serverLoads) sum += read(load);
+  return sum;
+}
+
+new Gauge({
+  name: "rpc_kit_server_connections",
+  help: "Open connections on the RPC port (MAX_CONNECTIONS bounds them).",
+  registers: [metricsRegistry],
+  collect() {
+    this.set(sumOf((l) => l.connections()));
+  },
+});
+new Gauge({
+  name: "rpc_kit_server_buffered_request_bytes",
+  help: "Request-body bytes held for calls in progress, received and decompressed (MAX_BUFFERED_REQUEST_BYTES bounds them).",
+  registers: [metricsRegistry],
+  collect() {
+    this.set(sumOf((l) => l.bufferedRequestBytes()));
+  },
+});
+
 /** A retry refused by the budget. */
 export function recordRetryThrottled(target: string): void {
   retriesThrottled.inc({ target });

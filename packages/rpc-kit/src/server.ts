@@ -12,8 +12,18 @@ import { faultInjectionInterceptor } from "./fault-injection.ts";
 import { createGrpcEngine } from "./grpc-engine.ts";
 import { createHealthService, HealthService, HealthState, ServingStatus } from "./health.ts";
 import { serverTimingInterceptor } from "./hop-timing.ts";
+import { clientAddress } from "./limits/client-address.ts";
+import { LogThrottle } from "./limits/log-throttle.ts";
+import { type ServerLimits, serverLimits } from "./limits/server-limits.ts";
+import { limitSettings } from "./limits/settings.ts";
 import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./logger.ts";
-import { collectRuntimeMetrics, metricsRegistry, recordRefusedBeforeRpc, serverMetricsInterceptor } from "./metrics.ts";
+import {
+  collectRuntimeMetrics,
+  metricsRegistry,
+  recordRefusedBeforeRpc,
+  reportServerLoad,
+  serverMetricsInterceptor,
+} from "./metrics.ts";
 import { createRateLimiter, type RateLimitSettings, rateLimitInterceptor } from "./rate-limit.ts";
 import { registerServiceSchemas } from "./redact.ts";
 import { rpcLogInterceptor } from "./rpc-log.ts";
@@ -39,6 +49,7 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 export function serverSettings(defaults: { port: number; adminPort: number }) {
   return {
     ...tlsSettings(),
+    ...limitSettings(),
     host: setting.string("HOST", "::", "address to listen on; :: is every IPv6 and IPv4 address"),
     port: setting.port("PORT", defaults.port, "RPC port (gRPC, or Connect/gRPC-Web/gRPC at the edge)"),
     adminPort: setting.port("ADMIN_PORT", defaults.adminPort, "plain HTTP port for /healthz, /readyz, /metrics"),
@@ -189,6 +200,12 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   } catch (err) {
     await cannotStart(err);
   }
+  let limits: ServerLimits;
+  try {
+    limits = serverLimits(settings, logger, options.engine ?? "grpc");
+  } catch (err) {
+    return cannotStart(err);
+  }
   const limiter = options.rateLimit === undefined ? undefined : createRateLimiter(options.rateLimit);
   // Outermost first: the span and the metrics see the code the caller gets;
   // the log line is written inside the span, so it carries its trace id.
@@ -204,7 +221,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     ...(settings.faultInjection ? [faultInjectionInterceptor(name)] : []),
     ...(options.interceptors ?? []),
   ];
-  const registrations = [...options.services, service(HealthService, createHealthService(health))];
+  const registrations = [...options.services, service(HealthService, createHealthService(health, limits.health))];
+  // Requests refused before their RPC began: counted each, logged once per client and kind per interval.
+  const refusedLog = new LogThrottle();
   for (const r of registrations) registerServiceSchemas(r.service);
 
   let rpc: RpcListener;
@@ -224,8 +243,11 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
               maxConnectionAgeMs: settings.maxConnectionAgeMs,
               maxConnectionAgeGraceMs: settings.shutdownTimeoutMs,
               onRefusedBeforeRpc: (r) => {
-                // No span, grpc_* series or per-RPC line exists for these: one line and a counter do.
+                // No span, grpc_* series or per-RPC line exists for these: a counter and a line do.
                 recordRefusedBeforeRpc(r.service, r.method, r.status);
+                const client = clientAddress(r.client);
+                const refused = refusedLog.take(`${r.service}/${r.method} ${r.status} ${client}`);
+                if (refused === undefined) return;
                 logger.info(
                   {
                     rpc_service: r.service,
@@ -233,9 +255,22 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
                     status: r.status,
                     content_type: r.contentType?.slice(0, 100),
                     duration_ms: Math.round(r.durationMs * 1000) / 1000,
+                    client,
+                    refused,
                   },
                   `${r.method} refused before the call began: ${/^\d+$/.test(r.status) ? `HTTP ${r.status}` : r.status}`,
                 );
+              },
+              limits: {
+                budget: limits.budget,
+                report: limits.report,
+                sessions: limits.sessions,
+                connections: (limits.edge as NonNullable<ServerLimits["edge"]>).connections,
+                pipeline: (limits.edge as NonNullable<ServerLimits["edge"]>).pipeline,
+                headersTimeoutMs: settings.headersTimeoutMs,
+                requestTimeoutMs: settings.requestTimeoutMs,
+                keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+                maxJsonDepth: settings.maxJsonDepth,
               },
               ...(options.cors && { cors: createCorsGate(options.cors) }),
               ...(options.site && { site: options.site }),
@@ -251,10 +286,21 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
                 "grpc.max_send_message_length": settings.maxMessageBytes,
                 "grpc.max_concurrent_streams": settings.maxConcurrentStreams,
                 "grpc.keepalive_permit_without_calls": 1,
+                ...(settings.idleTimeoutMs > 0 && { "grpc.max_connection_idle_ms": settings.idleTimeoutMs }),
                 ...(settings.maxConnectionAgeMs > 0 && {
                   "grpc.max_connection_age_ms": settings.maxConnectionAgeMs,
                   "grpc.max_connection_age_grace_ms": settings.shutdownTimeoutMs,
                 }),
+              },
+              limits: {
+                maxConnections: limits.maxConnections,
+                headersTimeoutMs: settings.headersTimeoutMs,
+                maxHeaderBytes: settings.maxHeaderBytes,
+                maxMessageBytes: settings.maxMessageBytes,
+                requestTimeoutMs: settings.requestTimeoutMs,
+                budget: limits.budget,
+                sessions: limits.sessions,
+                report: limits.report,
               },
             }),
             tls?.serverCredentials(),
@@ -309,6 +355,10 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   }
   for (const r of registrations) health.set(r.service.typeName, ServingStatus.SERVING);
   health.set("", ServingStatus.SERVING);
+  const stopReportingLoad = reportServerLoad({
+    connections: () => limits.edge?.connections.open ?? limits.sessions.size,
+    bufferedRequestBytes: () => limits.budget.used,
+  });
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () => {
@@ -330,6 +380,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       pool.close();
       await shutdownTelemetry().catch((err: unknown) => logger.warn({ err }, "flushing telemetry failed"));
       await admin.close();
+      stopReportingLoad();
       logger.info(`${name} stopped`);
       await flushLogger(logger);
     })();

@@ -13,18 +13,12 @@ import {
 } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClientFromTransport } from "../client.ts";
+import { loadConfig } from "../config.ts";
 import { errorBoundary } from "../error-boundary.ts";
 import { markUpstreamError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { metricsRegistry } from "../metrics.ts";
-import {
-  DEFAULT_MAX_CONCURRENT_STREAMS,
-  DEFAULT_MAX_HEADER_BYTES,
-  MAX_MESSAGE_BYTES,
-  type RunningServer,
-  type ServerSettings,
-  serve,
-} from "../server.ts";
+import { type RunningServer, type ServerSettings, serve, serverSettings } from "../server.ts";
 import { service as registration, scopedMethodSpecs } from "../service-registration.ts";
 import { UpstreamPool } from "../upstream-pool.ts";
 import { userFixture } from "./fixtures.ts";
@@ -89,25 +83,14 @@ export function createInMemoryClient<S extends DescService>(desc: S, impl: Servi
   return createClientFromTransport(desc, transport);
 }
 
-/** Server settings for tests: any free ports, no drain delay, short shutdown bound. */
+/** Server settings for tests: the defaults of every setting, any free ports, no drain delay, short shutdown bound. */
 export function testServerSettings(overrides: Partial<ServerSettings> = {}): ServerSettings {
   return {
-    host: "::",
-    port: 0,
-    adminPort: 0,
-    logLevel: "info",
+    ...loadConfig(serverSettings({ port: 0, adminPort: 0 }), {}),
     logFormat: "json",
     drainDelayMs: 0,
     shutdownTimeoutMs: 2_000,
-    faultInjection: false,
-    serverTiming: true,
     maxConnectionAgeMs: 0,
-    tlsCertFile: undefined,
-    tlsKeyFile: undefined,
-    tlsCaFile: undefined,
-    maxMessageBytes: MAX_MESSAGE_BYTES,
-    maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS,
-    maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
     ...overrides,
   };
 }
