@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CallContext, peerAddressKey } from "./call-context.ts";
@@ -301,6 +301,8 @@ export function createGrpcFastPath(
           fail: (err) => {
             fail(err);
             call.abort();
+            // The request was not read to its end: RST_STREAM(NO_ERROR) once the answer is out tells the client to stop sending.
+            if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
           },
         },
       );

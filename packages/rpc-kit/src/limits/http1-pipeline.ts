@@ -33,6 +33,8 @@ export class Http1Pipeline {
   /** Runs `handle(req, res)` now, or once an earlier request of the connection is answered. */
   dispatch(req: http.IncomingMessage, res: http.ServerResponse, handle: http.RequestListener): void {
     const socket = req.socket;
+    // Requests parsed from the same read after the connection was closed for abuse.
+    if (socket.destroyed) return;
     let state = this.#states.get(socket);
     if (state === undefined) {
       state = { active: 0, waiting: [] };
