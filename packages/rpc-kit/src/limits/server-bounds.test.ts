@@ -4,6 +4,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient as createConnectClient } from "@connectrpc/connect";
 import {
   compressionGzip,
@@ -11,10 +12,12 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { GetUserResponseSchema, UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health } from "@demo/proto/health/v1/health_pb";
+import { createClient } from "../client.ts";
 import type { RunningServer, ServerSettings } from "../server.ts";
 import { captureLogger, metricSample, serveUsers } from "../testing/index.ts";
+import { UpstreamPool } from "../upstream-pool.ts";
 
 /**
  * The bounds every server keeps on what clients send (limits/), each seen
@@ -445,5 +448,50 @@ describe("bounds on what clients send: internal servers and relayed cancellation
       assert.equal(await fine.outcome, "0");
       session.close();
     });
+  });
+
+  it("a client retries an idempotent call whose connection was dropped with GOAWAY(INTERNAL_ERROR), and fails a write with Unavailable", async () => {
+    // A server that kills the connection under the first call of each method, then answers.
+    const seen: string[] = [];
+    const h2 = http2.createServer();
+    h2.on("stream", (stream, headers) => {
+      stream.on("error", () => {});
+      const path = String(headers[":path"]);
+      seen.push(path);
+      if (seen.filter((p) => p === path).length === 1) {
+        stream.session?.goaway(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        stream.session?.destroy();
+        return;
+      }
+      stream.resume();
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        const message = toBinary(GetUserResponseSchema, create(GetUserResponseSchema, { user: { id: "u-1" } }));
+        const out = Buffer.alloc(5 + message.length);
+        out.writeUInt32BE(message.length, 1);
+        out.set(message, 5);
+        stream.end(out);
+      });
+    });
+    await new Promise<void>((resolve) => h2.listen(0, "127.0.0.1", resolve));
+    const pool = new UpstreamPool();
+    try {
+      const port = (h2.address() as net.AddressInfo).port;
+      const users = createClient(UserService, `static:///127.0.0.1:${port}`, { pool });
+      assert.equal((await users.getUser({ id: "u-1" })).user?.id, "u-1", "retried on a new connection");
+      await assert.rejects(
+        users.createUser({ name: "A", email: "a@example.com" }),
+        (e: unknown) => e instanceof ConnectError && e.code === Code.Unavailable,
+      );
+      assert.deepEqual(
+        seen.map((p) => p.split("/").at(-1)),
+        ["GetUser", "GetUser", "CreateUser"],
+        "the write was not sent twice",
+      );
+    } finally {
+      pool.close();
+      h2.close();
+    }
   });
 });
