@@ -169,13 +169,17 @@ describe("edge security: JWT at the gateway, verified again on every hop, per-cl
 
   it("refuses a client past its burst with ResourceExhausted (429), RetryInfo and retry-after", async () => {
     const token = await mint({ subject: "flooder" });
+    const started = performance.now();
     const answers = await Promise.all(
       Array.from({ length: 30 }, () => post("GetProfile", { userId: "u-1" }, bearer(token))),
     );
+    const seconds = (performance.now() - started) / 1000;
     const statuses = answers.map((r) => r.status);
-    // The burst, plus what 2/s refills while the 30 calls arrive.
+    // The burst, plus what 2/s refills while the 30 calls arrive: on a busy machine they may take
+    // longer than a second to arrive, so the bound follows the time they took.
     const ok = statuses.filter((s) => s === 200).length;
-    assert.ok(ok >= 20 && ok <= 22, statuses.join());
+    const most = 20 + Math.max(2, Math.ceil(2 * seconds));
+    assert.ok(ok >= 20 && ok <= most, `${ok} answered (at most ${most} in ${seconds.toFixed(2)} s): ${statuses}`);
     const refused = answers.filter((r) => r.status === 429);
     assert.equal(refused.length, 30 - ok, statuses.join());
     const first = refused[0] as Response;

@@ -105,7 +105,8 @@ describe("npm run load, against the chain", () => {
     }
     const { code, stdout } = await run.done;
     assert.equal(code, 0);
-    assert.ok((JSON.parse(stdout) as { requests: number }).requests > 100);
+    // A count reached in a 2 s run would be a rate: asserts that calls were made, not how many.
+    assert.ok((JSON.parse(stdout) as { requests: number }).requests >= 10, stdout);
     assert.ok(seen.some((n) => n === 1) && seen.every((n) => n <= 1), `connections over the run: ${seen.join(", ")}`);
   });
 
