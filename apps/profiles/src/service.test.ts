@@ -65,7 +65,7 @@ describe("ProfileService", () => {
 
 describe("profileOf", () => {
   it("handles one-word and padded names", async () => {
-    const users = createInMemoryClient(UserService, createUserService(new UserStore([])));
+    const users = createInMemoryClient(UserService, createUserService(new UserStore({ seed: [] })));
     const profiles = createInMemoryClient(ProfileService, createProfileService({ users }));
     await users.createUser({ name: "Plato", email: "plato@example.com" });
     const { profile } = await profiles.getProfile({ userId: "u-1" });

@@ -4,10 +4,13 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { createInMemoryClient } from "@demo/rpc-kit/testing";
-import { createUserService, UserStore } from "./service.ts";
+import { createUserService, DEFAULT_MAX_USERS, UserStore } from "./service.ts";
 
-function client(now = () => new Date("2026-01-01T00:00:00Z")) {
-  return createInMemoryClient(UserService, createUserService(new UserStore(undefined, now)));
+function client(now = () => new Date("2026-01-01T00:00:00Z"), maxUsers?: number) {
+  return createInMemoryClient(
+    UserService,
+    createUserService(new UserStore({ now, ...(maxUsers !== undefined && { maxUsers }) })),
+  );
 }
 
 function fieldsOf(err: unknown): string[] {
@@ -80,5 +83,32 @@ describe("UserService", () => {
     const ids: string[] = [];
     for await (const { user } of users.listUsers({})) ids.push(user?.id ?? "");
     assert.deepEqual(ids, ["u-1", "u-2", "u-3", "u-4"]);
+  });
+
+  it("refuses CreateUser once the store holds MAX_USERS users, with ResourceExhausted, and keeps serving the others", async () => {
+    const users = client(undefined, 5);
+    await users.createUser({ name: "Barbara Liskov", email: "barbara@example.com" });
+    await users.createUser({ name: "Edsger Dijkstra", email: "edsger@example.com" });
+    for (const email of ["ken@example.com", "dennis@example.com"]) {
+      await assert.rejects(users.createUser({ name: "Ken", email }), (e: unknown) => {
+        assert.equal((e as ConnectError).code, Code.ResourceExhausted);
+        assert.equal((e as ConnectError).rawMessage, "the user store is full");
+        return true;
+      });
+    }
+    const ids: string[] = [];
+    for await (const { user } of users.listUsers({})) ids.push(user?.id ?? "");
+    assert.deepEqual(ids, ["u-1", "u-2", "u-3", "u-4", "u-5"], "nothing added past the bound");
+    assert.equal((await users.getUser({ id: "u-5" })).user?.name, "Edsger Dijkstra");
+    await assert.rejects(
+      users.createUser({ name: "Ada", email: "ada@example.com" }),
+      (e: unknown) => (e as ConnectError).code === Code.AlreadyExists,
+      "a taken email is still AlreadyExists",
+    );
+  });
+
+  it("holds 10,000 users unless told otherwise", () => {
+    assert.equal(DEFAULT_MAX_USERS, 10_000);
+    assert.equal(new UserStore().maxUsers, 10_000);
   });
 });

@@ -1,10 +1,10 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { callerIdentity, invalidArgument, requestLogger } from "@demo/rpc-kit";
-import { EmailTakenError, type UserStore } from "./user-store.ts";
+import { EmailTakenError, StoreFullError, type UserStore } from "./user-store.ts";
 import { checkEmail, checkName, checkUserId } from "./validation.ts";
 
-export { UserStore } from "./user-store.ts";
+export { DEFAULT_MAX_USERS, UserStore, type UserStoreOptions } from "./user-store.ts";
 
 /** demo.users.v1.UserService over a store. */
 export function createUserService(store: UserStore): ServiceImpl<typeof UserService> {
@@ -28,6 +28,9 @@ export function createUserService(store: UserStore): ServiceImpl<typeof UserServ
       } catch (err) {
         if (err instanceof EmailTakenError) {
           throw new ConnectError("a user with this email already exists", Code.AlreadyExists);
+        }
+        if (err instanceof StoreFullError) {
+          throw new ConnectError("the user store is full", Code.ResourceExhausted);
         }
         throw err;
       }

@@ -14,29 +14,59 @@ export class EmailTakenError extends Error {
   override name = "EmailTakenError";
 }
 
+/** Raised by {@link UserStore.create} when the store holds its maximum of users. */
+export class StoreFullError extends Error {
+  override name = "StoreFullError";
+}
+
+/** Users a store holds at most unless told otherwise (the `MAX_USERS` setting). */
+export const DEFAULT_MAX_USERS = 10_000;
+
+export interface UserStoreOptions {
+  /** The users the store starts with: {@link SEED_USERS} unless given. */
+  readonly seed?: readonly { name: string; email: string; createdAt: string }[];
+  /** The clock that stamps creation times. */
+  readonly now?: () => Date;
+  /** Most users held, seed included: {@link DEFAULT_MAX_USERS} unless given. */
+  readonly maxUsers?: number;
+}
+
 /**
  * Users in memory, ids `u-1`, `u-2`, … in creation order. Emails are unique,
- * compared case-insensitively. A real service would put a database here;
- * the handlers would not change.
+ * compared case-insensitively. At most `maxUsers` users, seed included: with
+ * authentication off anyone can create users, and an unbounded store grows
+ * until ListUsers no longer fits any caller's deadline. A real service would
+ * put a database here; the handlers would not change.
  */
 export class UserStore {
   private readonly byId = new Map<string, User>();
   private readonly emails = new Set<string>();
   private nextId = 1;
   private readonly now: () => Date;
+  readonly maxUsers: number;
 
-  constructor(seed = SEED_USERS, now: () => Date = () => new Date()) {
+  constructor({ seed = SEED_USERS, now = () => new Date(), maxUsers = DEFAULT_MAX_USERS }: UserStoreOptions = {}) {
     this.now = now;
+    this.maxUsers = maxUsers;
     for (const s of seed) this.insert(s.name, s.email, new Date(s.createdAt));
+  }
+
+  /** How many users the store holds. */
+  get size(): number {
+    return this.byId.size;
   }
 
   get(id: string): User | undefined {
     return this.byId.get(id);
   }
 
-  /** Adds a user; throws {@link EmailTakenError} when the email is taken. */
+  /**
+   * Adds a user; throws {@link EmailTakenError} when the email is taken, and
+   * {@link StoreFullError} when the store already holds `maxUsers` users.
+   */
   create(name: string, email: string): User {
     if (this.emails.has(email.toLowerCase())) throw new EmailTakenError("email is taken");
+    if (this.byId.size >= this.maxUsers) throw new StoreFullError("the user store is full");
     return this.insert(name, email, this.now());
   }
 
