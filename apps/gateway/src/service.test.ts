@@ -6,13 +6,14 @@ import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
-import { createInMemoryClient } from "@demo/rpc-kit/testing";
-import { createUserService, UserStore } from "@demo/users";
+import { service as registration, serve } from "@demo/rpc-kit";
+import { captureLogger, createInMemoryClient, testServerSettings } from "@demo/rpc-kit/testing";
+import { createUserService, UserStore, type UserStoreOptions } from "@demo/users";
 import { createGatewayService } from "./service.ts";
 
 /** The whole chain in memory, counting the calls that reach users. */
-function chain() {
-  const store = new UserStore();
+function chain(options: UserStoreOptions = {}) {
+  const store = new UserStore(options);
   const counted = { calls: 0 };
   const usersImpl = createUserService(store);
   const users = createInMemoryClient(UserService, {
@@ -23,7 +24,7 @@ function chain() {
     },
   });
   const profiles = createInMemoryClient(ProfileService, createProfileService({ users }));
-  return { gateway: createInMemoryClient(GatewayService, createGatewayService({ profiles })), counted };
+  return { gateway: createInMemoryClient(GatewayService, createGatewayService({ profiles })), profiles, counted };
 }
 
 function violatedFields(e: unknown): string[] {
@@ -77,6 +78,35 @@ describe("GatewayService", () => {
       gateway.createUser({ name: "B", email: "barbara@example.com" }),
       (e: unknown) => (e as ConnectError).code === Code.AlreadyExists,
     );
+  });
+
+  it("passes on a full user store as ResourceExhausted: HTTP 429, resource_exhausted, for a Connect caller", async () => {
+    const { gateway, profiles } = chain({ maxUsers: 3 });
+    await assert.rejects(gateway.createUser({ name: "Barbara Liskov", email: "barbara@example.com" }), (e: unknown) => {
+      assert.equal((e as ConnectError).code, Code.ResourceExhausted, String(e));
+      assert.equal((e as ConnectError).rawMessage, "the user store is full");
+      return true;
+    });
+    // The same over HTTP, as a Connect JSON caller sees it.
+    const server = await serve({
+      name: "gateway",
+      engine: "connect",
+      settings: testServerSettings(),
+      logger: captureLogger("gateway").logger,
+      services: [registration(GatewayService, createGatewayService({ profiles }))],
+      ownsProcess: false,
+    });
+    try {
+      const res = await fetch(`http://localhost:${server.port}/demo.gateway.v1.GatewayService/CreateUser`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "Barbara Liskov", email: "barbara@example.com" }),
+      });
+      assert.equal(res.status, 429);
+      assert.deepEqual(await res.json(), { code: "resource_exhausted", message: "the user store is full" });
+    } finally {
+      await server.shutdown();
+    }
   });
 
   it("streams every profile", async () => {

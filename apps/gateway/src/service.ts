@@ -4,6 +4,9 @@ import type { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { invalidArgument, relayUpstreamError } from "@demo/rpc-kit";
 import { checkNewUser, checkUserId } from "./edge-validation.ts";
 
+/** Codes of profiles' CreateProfile that reach the gateway's caller as they are. */
+const RELAYED_CREATE_CODES: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.ResourceExhausted]);
+
 export interface GatewayServiceDeps {
   readonly profiles: Client<typeof ProfileService>;
 }
@@ -26,8 +29,9 @@ export function createGatewayService({ profiles }: GatewayServiceDeps): ServiceI
         if (profile?.user === undefined) throw new ConnectError("profiles returned no user", Code.Internal);
         return { user: profile.user };
       } catch (err) {
-        // Same fields, same names: the owner's field errors are the caller's.
-        if (err instanceof ConnectError && err.code === Code.InvalidArgument) throw relayUpstreamError(err);
+        // Same fields, same names: the owner's field errors are the caller's. So is a full user store
+        // (ResourceExhausted, which profiles relays): HTTP 429 for a Connect caller, not 503.
+        if (err instanceof ConnectError && RELAYED_CREATE_CODES.has(err.code)) throw relayUpstreamError(err);
         throw err;
       }
     },

@@ -56,6 +56,16 @@ describe("ProfileService", () => {
     });
   });
 
+  it("passes on users' ResourceExhausted for a full store, not Unavailable", async () => {
+    const users = createInMemoryClient(UserService, createUserService(new UserStore({ maxUsers: 3 })));
+    const profiles = createInMemoryClient(ProfileService, createProfileService({ users }));
+    await assert.rejects(profiles.createProfile({ name: "Barbara Liskov", email: "barbara@example.com" }), (e) => {
+      assert.ok(codeIs(Code.ResourceExhausted)(e), String(e));
+      assert.equal((e as ConnectError).rawMessage, "the user store is full");
+      return true;
+    });
+  });
+
   it("streams a profile per user, in order", async () => {
     const names: string[] = [];
     for await (const { profile } of client().listProfiles({})) names.push(profile?.displayName ?? "");

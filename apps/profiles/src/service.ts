@@ -4,6 +4,9 @@ import type { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { invalidArgument, relayUpstreamError } from "@demo/rpc-kit";
 import { profileOf } from "./profile.ts";
 
+/** Codes of users' CreateUser that reach profiles' caller as they are. */
+const RELAYED_CREATE_CODES: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.ResourceExhausted]);
+
 export interface ProfileServiceDeps {
   readonly users: Client<typeof UserService>;
 }
@@ -29,7 +32,9 @@ export function createProfileService({ users }: ProfileServiceDeps): ServiceImpl
         return { profile: profileOf(user) };
       } catch (err) {
         // The fields are the caller's, forwarded verbatim: the owner's verdict on them is the caller's to see.
-        if (err instanceof ConnectError && err.code === Code.InvalidArgument) throw relayUpstreamError(err);
+        // So is a full store (ResourceExhausted): not an outage of users, which the kit's translation to
+        // Unavailable would make it, but a refusal the caller must see as such.
+        if (err instanceof ConnectError && RELAYED_CREATE_CODES.has(err.code)) throw relayUpstreamError(err);
         throw err;
       }
     },
