@@ -198,7 +198,9 @@ describe("a server with a short max connection age", () => {
     const users = await serveUsers({ settings: { maxConnectionAgeMs: 300 } });
     const pool = new UpstreamPool();
     try {
-      const client = createClient(UserService, `localhost:${users.port}`, { pool });
+      // A generous connect timeout: on a starved machine a reconnect can take longer than the default
+      // second, which would fail a call for want of CPU, not because of the rotation under test.
+      const client = createClient(UserService, `localhost:${users.port}`, { pool, connectTimeoutMs: 10_000 });
       const { ok, failures, connections, ms } = await loadUntilRotated(users.port, [{ client }], { perClient: 8 });
       t.diagnostic(`${ok} calls, ${connections} connections in ${ms} ms`);
       assert.deepEqual(failures, []);
@@ -219,25 +221,49 @@ describe("outlier ejection", () => {
     const good = await usersAnswering(() => undefined);
     const pool = new UpstreamPool();
     try {
+      // Timed against the clock, not with fixed sleeps: on a busy machine calls and timers run late. Each
+      // ejection is bracketed by the clock before and after the calls that caused it; what is asserted
+      // holds whatever the delays.
+      const baseMs = 1_500;
       const client = createClient(UserService, `static:///127.0.0.1:${bad.server.port},127.0.0.1:${good.server.port}`, {
         pool,
-        ejection: { consecutiveFailures: 3, baseMs: 400, maxMs: 5_000 },
+        connectTimeoutMs: 10_000,
+        ejection: { consecutiveFailures: 3, baseMs, maxMs: 10_000 },
       });
       const snapshot = () => pool.snapshot()[0]?.endpoints.find((e) => e.address.endsWith(`:${bad.server.port}`));
-      await waitFor(() => pool.snapshot()[0]?.endpoints.every((e) => e.state === "READY") === true);
+      /** Polls until the bad endpoint is back in rotation (within `ms`); returns the last time it was seen ejected. */
+      const lastSeenEjected = async (ms: number) => {
+        const deadline = Date.now() + ms;
+        let last = 0;
+        for (;;) {
+          const now = Date.now(); // the snapshot's clock reads no earlier: ejected then, ejected now
+          if (snapshot()?.ejected !== true) return last;
+          last = now;
+          assert.ok(now < deadline, `back in rotation within ${ms} ms`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      };
+      await waitFor(() => pool.snapshot()[0]?.endpoints.every((e) => e.state === "READY") === true, 10_000);
       // Every call succeeds: a failed attempt on the bad endpoint is retried on the good one.
+      const firstFrom = Date.now(); // the first ejection begins no earlier
       for (let i = 0; i < 8; i++) await client.getUser({ id: "u-1" });
       assert.equal(bad.reached, 3, "ejected after 3 Unavailable in a row");
       assert.deepEqual([snapshot()?.ejected, snapshot()?.ejections], [true, 1]);
-      for (let i = 0; i < 20; i++) await client.getUser({ id: "u-1" });
-      assert.equal(bad.reached, 3, "no call reaches an ejected endpoint");
-      await new Promise((r) => setTimeout(r, 450));
-      assert.equal(snapshot()?.ejected, false, "back in rotation after 400 ms");
+      // Calls started within half the ejection's time of its earliest start: it surely lasts through them.
+      let during = 0;
+      while (during < 20 && Date.now() - firstFrom < baseMs / 2) {
+        await client.getUser({ id: "u-1" });
+        during++;
+      }
+      assert.ok(during > 0, "calls were made while the endpoint was ejected");
+      assert.equal(bad.reached, 3, `no call reaches an ejected endpoint (${during} calls)`);
+      await lastSeenEjected(4 * baseMs);
       for (let i = 0; i < 8; i++) await client.getUser({ id: "u-1" });
-      assert.equal(bad.reached, 6, "probed by real calls, and ejected again");
+      const secondBy = Date.now(); // the second ejection began no later
+      assert.equal(bad.reached, 6, "back in rotation: probed by real calls, and ejected again");
       assert.equal(snapshot()?.ejections, 2);
-      await new Promise((r) => setTimeout(r, 450));
-      assert.equal(snapshot()?.ejected, true, "the second ejection lasts twice as long");
+      const lasted = (await lastSeenEjected(8 * baseMs)) - secondBy;
+      assert.ok(lasted > baseMs, `the second ejection lasts twice as long: seen ejected ${lasted} ms on, > ${baseMs}`);
     } finally {
       pool.close();
       await bad.server.shutdown();
@@ -280,7 +306,8 @@ describe("the edge server with a short max connection age", () => {
     try {
       const baseUrl = `http://127.0.0.1:${edge.port}`;
       const { ok, failures, connections, ms } = await loadUntilRotated(edge.port, [
-        { client: createClient(UserService, `127.0.0.1:${edge.port}`, { pool }) },
+        // A generous connect timeout, as above.
+        { client: createClient(UserService, `127.0.0.1:${edge.port}`, { pool, connectTimeoutMs: 10_000 }) },
         {
           client: createConnectClient(
             UserService,
