@@ -135,7 +135,9 @@ describe("servers with a 300 ms max connection age, under steady load", () => {
   let chain: Chain;
   const pool = new UpstreamPool();
   before(async () => {
-    chain = await startChain({ all: { MAX_CONNECTION_AGE_MS: "300" } });
+    // A generous connect timeout on every client: on a starved machine a reconnect can take longer than
+    // the default second, which would fail a call for want of CPU, not because of the rotation under test.
+    chain = await startChain({ all: { MAX_CONNECTION_AGE_MS: "300", RPC_CONNECT_TIMEOUT_MS: "10000" } });
   });
   after(async () => {
     pool.close();
@@ -157,7 +159,7 @@ describe("servers with a 300 ms max connection age, under steady load", () => {
       return socket;
     };
     const clients = [
-      createKitClient(GatewayService, `localhost:${chain.gateway.port}`, { pool }),
+      createKitClient(GatewayService, `localhost:${chain.gateway.port}`, { pool, connectTimeoutMs: 10_000 }),
       createClient(
         GatewayService,
         createConnectTransport({ baseUrl: chain.baseUrl, httpVersion: "1.1", nodeOptions: { agent: h1Agent } }),
