@@ -10,7 +10,7 @@ import {
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { BALANCING_POLICIES, type BalancingPolicy } from "./balancing.ts";
 import { type Config, parseTarget, setting } from "./config.ts";
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS } from "./deadline.ts";
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS, DEFAULT_STREAM_TIMEOUT_MS } from "./deadline.ts";
 import { createGrpcTransport } from "./grpc-transport.ts";
 import { clientTimingInterceptor } from "./hop-timing.ts";
 import { clientMetricsInterceptor } from "./metrics.ts";
@@ -22,8 +22,10 @@ import { defaultUpstreamPool, type UpstreamPool } from "./upstream-pool.ts";
 
 /** Options of {@link createClient}; every one has a default. */
 export interface ClientOptions extends UpstreamOptions {
-  /** Timeout of a call that sets none, in ms. Default {@link DEFAULT_CALL_TIMEOUT_MS} (5 s). */
+  /** Timeout of a unary call that sets none, in ms. Default {@link DEFAULT_CALL_TIMEOUT_MS} (5 s). */
   readonly timeoutMs?: number;
+  /** Timeout of a server-streaming call that sets none, in ms. Default {@link DEFAULT_STREAM_TIMEOUT_MS} (30 s). */
+  readonly streamTimeoutMs?: number;
   /**
    * Kept back from an inbound call's remaining time when capping an outbound
    * call's deadline. Default {@link DEFAULT_DEADLINE_MARGIN_MS} (10 ms).
@@ -78,6 +80,12 @@ export function clientSettings() {
         max: 10,
       },
     ),
+    streamTimeoutMs: setting.int(
+      "RPC_STREAM_TIMEOUT_MS",
+      DEFAULT_STREAM_TIMEOUT_MS,
+      "deadline of an upstream server-streaming call when the inbound call has a longer one or none",
+      { min: 1 },
+    ),
     retryBudgetPercent: setting.int(
       "RPC_RETRY_BUDGET_PERCENT",
       10,
@@ -93,6 +101,7 @@ export function clientOptionsFrom(config: Config<ReturnType<typeof clientSetting
     policy: config.lbPolicy as BalancingPolicy,
     dnsRefreshMs: config.dnsRefreshMs,
     connectTimeoutMs: config.connectTimeoutMs,
+    streamTimeoutMs: config.streamTimeoutMs,
     ...(config.dnsServers && { dnsServers: config.dnsServers }),
     retry: { maxAttempts: config.retryMaxAttempts },
     retryBudget: { ratio: config.retryBudgetPercent / 100 },
@@ -122,11 +131,20 @@ export function createClient<S extends DescService>(
 ): Client<S> {
   const normalized = parseTarget(target);
   const pool = options.pool ?? defaultUpstreamPool;
-  const { timeoutMs, deadlineMarginMs, retry, interceptors, pool: _pool, ...upstreamOptions } = options;
+  const {
+    timeoutMs,
+    streamTimeoutMs,
+    deadlineMarginMs,
+    retry,
+    interceptors,
+    pool: _pool,
+    ...upstreamOptions
+  } = options;
   const upstream = pool.get(normalized, upstreamOptions);
   const transport = createGrpcTransport({
     upstream,
     defaultTimeoutMs: timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+    defaultStreamTimeoutMs: streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS,
     deadlineMarginMs: deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS,
     retry: { ...DEFAULT_RETRY, ...retry },
     interceptors: [

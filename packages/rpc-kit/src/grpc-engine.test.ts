@@ -131,6 +131,26 @@ describe("grpc engine with a Connect client over grpc-js", () => {
     assert.ok(seen !== undefined && seen <= 5_000 && seen > 4_000, `users saw ${seen} ms`);
   });
 
+  it("gives a server stream the client's stream deadline, not the unary one, when there is no inbound one", async () => {
+    // 50 users 10 ms apart: ~500 ms, five times the unary default set here.
+    const client = createClient(UserService, `localhost:${users.port}`, {
+      pool,
+      timeoutMs: 100,
+      streamTimeoutMs: 5_000,
+    });
+    let n = 0;
+    for await (const _ of client.listUsers({})) n++;
+    assert.equal(n, 50);
+    const short = createClient(UserService, `localhost:${users.port}`, {
+      pool,
+      timeoutMs: 5_000,
+      streamTimeoutMs: 100,
+    });
+    await assert.rejects(async () => {
+      for await (const _ of short.listUsers({})) n++;
+    }, isCode(Code.DeadlineExceeded));
+  });
+
   it("ends a call that outlives its deadline with DeadlineExceeded, and the upstream stops", async () => {
     fixture.cancelled.length = 0;
     const started = Date.now();

@@ -45,6 +45,8 @@ import type { ConnectWait, Upstream } from "./upstream.ts";
 export interface GrpcTransportOptions {
   readonly upstream: Upstream;
   readonly defaultTimeoutMs: number;
+  /** Deadline of a server-streaming call that sets none. */
+  readonly defaultStreamTimeoutMs: number;
   readonly deadlineMarginMs: number;
   readonly retry: Required<RetryOptions>;
   readonly interceptors: readonly Interceptor[];
@@ -144,14 +146,14 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
   const interceptors = [...options.interceptors];
 
   /** Deadline and signal for one call, or the error that stops it before it is sent. */
-  function plan(signal: AbortSignal | undefined, timeoutMs: number | undefined) {
+  function plan(signal: AbortSignal | undefined, timeoutMs: number | undefined, defaultMs: number) {
     const scope = currentCallScope();
     let timeout: number | undefined;
     let refused: ConnectError | undefined;
     try {
       timeout = outboundTimeoutMs({
         requestedMs: timeoutMs,
-        defaultMs: options.defaultTimeoutMs,
+        defaultMs,
         inboundDeadline: scope?.deadline,
         marginMs: options.deadlineMarginMs,
         now: Date.now(),
@@ -313,7 +315,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
   return {
     async unary(method, signal, timeoutMs, header, input, contextValues) {
       const codec = methodCodec(method);
-      const { timeout, refused, signal: callSignal, forwarded } = plan(signal, timeoutMs);
+      const { timeout, refused, signal: callSignal, forwarded } = plan(signal, timeoutMs, options.defaultTimeoutMs);
       // Not Connect's runUnaryCall: it adds a deadline timer and an AbortController per call,
       // which grpc-js's own deadline makes redundant (measured on the forwarding hops).
       const values = contextValues ?? createContextValues();
@@ -344,7 +346,12 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
         );
       }
       const codec = methodCodec(method);
-      const { timeout, refused, signal: callSignal, forwarded } = plan(signal, timeoutMs);
+      const {
+        timeout,
+        refused,
+        signal: callSignal,
+        forwarded,
+      } = plan(signal, timeoutMs, options.defaultStreamTimeoutMs);
       return runStreamingCall({
         interceptors,
         ...(callSignal && { signal: callSignal }),

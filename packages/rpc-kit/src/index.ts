@@ -32,7 +32,12 @@ export {
   ORIGIN_NOT_ALLOWED,
   parseOrigin,
 } from "./cors.ts";
-export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS, outboundTimeoutMs } from "./deadline.ts";
+export {
+  DEFAULT_CALL_TIMEOUT_MS,
+  DEFAULT_DEADLINE_MARGIN_MS,
+  DEFAULT_STREAM_TIMEOUT_MS,
+  outboundTimeoutMs,
+} from "./deadline.ts";
 export {
   type FieldViolation,
   INTERNAL_ERROR_MESSAGE,
