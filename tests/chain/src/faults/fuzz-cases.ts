@@ -17,6 +17,26 @@
  * - `reset`          the client aborted on purpose; only liveness is checked
  */
 
+import {
+  concat,
+  END_HEADERS,
+  END_STREAM,
+  envelope,
+  field1String,
+  H2,
+  H2_PREFACE,
+  h2Frame,
+  h2Request,
+  hpackBlock,
+  hpackLiteral,
+  latin1,
+  type RawHeader,
+  utf8,
+} from "../raw-h2.ts";
+
+// The byte builders moved to ../raw-h2.ts (shared with the hostile suite); re-exported for the fuzz test.
+export { envelope, field1String, H2, h2Frame, h2Request, hpackBlock, hpackLiteral, type RawHeader };
+
 export type TargetName = "gateway" | "profiles" | "users" | "gateway-admin" | "profiles-admin" | "users-admin";
 
 /** edge: connect-engine (Connect, gRPC-Web, gRPC fast path); grpc: grpc-js; admin: node:http. */
@@ -127,100 +147,6 @@ export function caseSeed(runSeed: number, index: number): number {
 
 // ---------------------------------------------------------------------------
 // Bytes: protobuf, gRPC envelopes, HTTP/2 frames
-
-const latin1 = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
-const utf8 = (s: string) => new Uint8Array(Buffer.from(s, "utf8"));
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  return new Uint8Array(Buffer.concat(parts));
-}
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  let v = n;
-  while (v > 0x7f) {
-    out.push((v & 0x7f) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
-}
-
-/** Field 1 as a string: GetProfileRequest.user_id and GetUserRequest.id alike. */
-export function field1String(value: Uint8Array): Uint8Array {
-  return concat([new Uint8Array([0x0a, ...varint(value.length)]), value]);
-}
-
-/** A gRPC length-prefixed message; `declared` overrides the length written in the prefix. */
-export function envelope(message: Uint8Array, opts: { flags?: number; declared?: number } = {}): Uint8Array {
-  const out = new Uint8Array(5 + message.length);
-  out[0] = opts.flags ?? 0;
-  new DataView(out.buffer).setUint32(1, opts.declared ?? message.length);
-  out.set(message, 5);
-  return out;
-}
-
-const H2_PREFACE = latin1("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-export const H2 = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
-const END_STREAM = 0x1;
-const END_HEADERS = 0x4;
-
-export function h2Frame(type: number, flags: number, streamId: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(9 + payload.length);
-  const view = new DataView(out.buffer);
-  view.setUint8(0, (payload.length >>> 16) & 0xff);
-  view.setUint16(1, payload.length & 0xffff);
-  view.setUint8(3, type);
-  view.setUint8(4, flags);
-  view.setUint32(5, streamId & 0x7fffffff);
-  out.set(payload, 9);
-  return out;
-}
-
-function hpackInt(value: number, prefixBits: number, first: number): number[] {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return [first | value];
-  const out = [first | max];
-  let v = value - max;
-  while (v >= 128) {
-    out.push((v & 0x7f) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
-}
-
-/** HPACK "literal header field without indexing, new name", no Huffman: any bytes at all. */
-export function hpackLiteral(name: Uint8Array, value: Uint8Array): Uint8Array {
-  return concat([
-    new Uint8Array([0x00, ...hpackInt(name.length, 7, 0)]),
-    name,
-    new Uint8Array(hpackInt(value.length, 7, 0)),
-    value,
-  ]);
-}
-
-export type RawHeader = readonly [string | Uint8Array, string | Uint8Array];
-
-export function hpackBlock(headers: readonly RawHeader[]): Uint8Array {
-  const b = (v: string | Uint8Array) => (typeof v === "string" ? latin1(v) : v);
-  return concat(headers.map(([n, v]) => hpackLiteral(b(n), b(v))));
-}
-
-/** A whole HTTP/2 client conversation on stream 1: preface, SETTINGS, HEADERS, and DATA if any. */
-export function h2Request(
-  headerBlock: Uint8Array,
-  data?: Uint8Array,
-  extraFrames: readonly Uint8Array[] = [],
-): Uint8Array {
-  return concat([
-    H2_PREFACE,
-    h2Frame(H2.SETTINGS, 0, 0, new Uint8Array(0)),
-    h2Frame(H2.HEADERS, END_HEADERS | (data === undefined ? END_STREAM : 0), 1, headerBlock),
-    ...(data === undefined ? [] : [h2Frame(H2.DATA, END_STREAM, 1, data)]),
-    ...extraFrames,
-  ]);
-}
 
 /** Splits `bytes` into `n` roughly equal chunks (for dribbling). */
 function split(bytes: Uint8Array, n: number): Uint8Array[] {
