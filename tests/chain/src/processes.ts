@@ -3,12 +3,26 @@
  * points on free ports, with every log line kept for assertions.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectionLocalPorts } from "@demo/rpc-kit/testing";
 
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
 export type ServiceName = "users" | "profiles" | "gateway";
+
+/**
+ * The NODE_OPTIONS the image runs the services with (`ENV NODE_OPTIONS="..."`
+ * in the Dockerfile), so that tests which care about memory run them as
+ * deployed: pass it in the env, e.g. `startChain({ all: { NODE_OPTIONS: imageNodeOptions() } })`.
+ */
+export function imageNodeOptions(): string {
+  const dockerfile = readFileSync(join(repoRoot, "Dockerfile"), "utf8");
+  const m = /^ENV\s+NODE_OPTIONS="([^"]*)"/m.exec(dockerfile);
+  if (!m?.[1]) throw new Error('no ENV NODE_OPTIONS="..." line in the Dockerfile');
+  return m[1];
+}
 
 export interface ServiceProcess {
   readonly name: ServiceName;
@@ -27,13 +41,21 @@ export interface ServiceProcess {
 export interface SpawnOptions {
   /** A command the service runs under, e.g. `["ip", "netns", "exec", "ns1"]` (it must exec node in place). */
   readonly prefix?: readonly string[];
+  /**
+   * Keep only the latest output (about `chars` characters) and the latest
+   * `lines` parsed lines; default everything. For tests whose traffic makes
+   * a service log without end.
+   */
+  readonly keep?: { readonly chars: number; readonly lines: number };
+  /** Called with every parsed log line, kept or not. */
+  readonly onLine?: (line: Record<string, unknown>) => void;
 }
 
 /** Spawns `apps/<name>/dist/main.js` with `env`; the child is killed if it is not listening within 15 s. */
 export function spawnService(
   name: ServiceName,
   env: Record<string, string>,
-  { prefix = [] }: SpawnOptions = {},
+  { prefix = [], keep }: SpawnOptions = {},
 ): { child: ChildProcess; output: () => string } {
   const [command = process.execPath, ...args] = [...prefix, process.execPath, `apps/${name}/dist/main.js`];
   const child = spawn(command, args, {
@@ -42,12 +64,12 @@ export function spawnService(
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
-  child.stdout?.setEncoding("utf8").on("data", (s: string) => {
+  const append = (s: string) => {
     output += s;
-  });
-  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
-    output += s;
-  });
+    if (keep !== undefined && output.length > 2 * keep.chars) output = output.slice(-keep.chars);
+  };
+  child.stdout?.setEncoding("utf8").on("data", append);
+  child.stderr?.setEncoding("utf8").on("data", append);
   return { child, output: () => output };
 }
 
@@ -71,11 +93,22 @@ export async function startService(
     buffered += s;
     let nl = buffered.indexOf("\n");
     while (nl >= 0) {
-      const line = JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>;
+      const text = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
-      lines.push(line);
-      if (line.msg === `${name} listening`) onListening?.(line);
       nl = buffered.indexOf("\n");
+      // Anything else on stdout (V8's report of a heap running out, say) stays in output() only.
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      lines.push(line);
+      if (options.keep !== undefined && lines.length > 2 * options.keep.lines) {
+        lines.splice(0, lines.length - options.keep.lines);
+      }
+      options.onLine?.(line);
+      if (line.msg === `${name} listening`) onListening?.(line);
     }
   });
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -119,18 +152,19 @@ export interface Chain {
 /** Starts users, then profiles pointed at it, then the gateway pointed at profiles. */
 export async function startChain(
   env: Partial<Record<ServiceName | "all", Record<string, string>>> = {},
+  options: (name: ServiceName) => SpawnOptions = () => ({}),
 ): Promise<Chain> {
-  const users = await startService("users", { ...env.all, ...env.users });
-  const profiles = await startService("profiles", {
-    USERS_ADDR: `localhost:${users.port}`,
-    ...env.all,
-    ...env.profiles,
-  });
-  const gateway = await startService("gateway", {
-    PROFILES_ADDR: `localhost:${profiles.port}`,
-    ...env.all,
-    ...env.gateway,
-  });
+  const users = await startService("users", { ...env.all, ...env.users }, options("users"));
+  const profiles = await startService(
+    "profiles",
+    { USERS_ADDR: `localhost:${users.port}`, ...env.all, ...env.profiles },
+    options("profiles"),
+  );
+  const gateway = await startService(
+    "gateway",
+    { PROFILES_ADDR: `localhost:${profiles.port}`, ...env.all, ...env.gateway },
+    options("gateway"),
+  );
   return {
     users,
     profiles,
