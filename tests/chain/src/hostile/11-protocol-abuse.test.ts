@@ -90,8 +90,10 @@ it("MAX_HEADER_BYTES holds on the first stream of an HTTP/2 connection, on every
 
 // ---------------------------------------------------------------------------
 
-/** Bound on the flood: 10 s. */
+/** Bounds on the flood: 10 s, and 100M frames (1.3 GB) per connection, so that increments of 1 never take
+ * the window past 2^31-1 (a FLOW_CONTROL_ERROR would end the flood for another reason). */
 const FLOOD_MS = 10_000;
+const FLOOD_MAX_BYTES = 100_000_000 * 13;
 /** Spec: over MAX_CONTROL_BYTES_PER_SECOND for 2 s running, then GOAWAY; with a second's checking slack, 4 s. */
 const FLOOD_CUT_WITHIN_MS = 4_000;
 
@@ -109,7 +111,9 @@ it("a WINDOW_UPDATE flood is cut off with GOAWAY(ENHANCE_YOUR_CALM) at the gatew
           [chain.gateway, chain.users].map(async (p) => {
             const c = await RawH2.connect({ port: p.port, localAddress: attackerAddress() });
             ctx.onEnd(() => c.destroy());
-            while (!ctx.stop() && !c.isClosed && c.goaway === undefined) await c.write(batch, ctx.deadline);
+            while (!ctx.stop() && !c.isClosed && c.goaway === undefined && c.bytesSent < FLOOD_MAX_BYTES) {
+              await c.write(batch, ctx.deadline);
+            }
             await c.waitClosed(500);
             return { target: p.name, conn: c, sentMiB: c.bytesSent / MiB };
           }),
