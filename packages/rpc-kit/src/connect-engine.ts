@@ -16,7 +16,8 @@ import type { Http1Pipeline } from "./limits/http1-pipeline.ts";
 import type { LimitName } from "./limits/limit-error.ts";
 import type { LimitReporter } from "./limits/limit-reporter.ts";
 import { boundedRequestBody } from "./limits/request-body.ts";
-import { closeByServer, headerListSize, type SessionGuard } from "./limits/session-guard.ts";
+import type { SessionGuard } from "./limits/session-guard.ts";
+import { headerListCeiling, refuseLargeHeaders } from "./limits/stream-body.ts";
 import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
 import type { StaticSite } from "./static-site.ts";
 
@@ -124,8 +125,7 @@ const defaultStreamRequest: Interceptor = (next) => (req) => {
 
 /**
  * Every HTTP/2 stream passes here first: its header list within
- * MAX_HEADER_BYTES (Node enforces its SETTINGS value only once the client
- * acknowledged it, so not on a connection's first stream), a lease of the
+ * MAX_HEADER_BYTES (stream-body.ts `refuseLargeHeaders`), a lease of the
  * process's request bytes, then the gRPC fast path or connect-node. Node's
  * http2 server serves (req, res) handlers through one "stream" listener of
  * its own (added with the first "request" listener); that listener is taken
@@ -144,13 +144,13 @@ function gateStreams(
   const connectNode = compat[0] as (...args: unknown[]) => void;
   server.removeListener("stream", connectNode);
   server.on("stream", (stream, headers, flags, rawHeaders: string[]) => {
-    const client = clientAddress(stream.session?.socket?.remoteAddress);
-    if (maxHeaderBytes !== undefined && headerListSize(rawHeaders) > maxHeaderBytes) {
-      stream.on("error", () => {});
-      limits.report("header_bytes", client);
-      closeByServer(stream, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    if (
+      maxHeaderBytes !== undefined &&
+      refuseLargeHeaders(stream, headers, rawHeaders, maxHeaderBytes, limits.report)
+    ) {
       return;
     }
+    const client = clientAddress(stream.session?.socket?.remoteAddress);
     const lease = limits.budget.lease(client);
     stream.once("close", () => lease.release());
     if (fastPath.accepts(headers)) {
@@ -207,8 +207,9 @@ export function createConnectEngine(
       maxJsonDepth: limits.maxJsonDepth,
       requestTimeoutMs: limits.requestTimeoutMs,
       singleMessage: kind === "unary" || kind === "server_streaming",
-      onRefused: (limit) => {
+      onRefused: (limit, unread) => {
         limits.report(limit, client);
+        if (!unread) return;
         // The rest of the body is not wanted: HTTP/1.1 closes after the answer, h2 resets the stream after it.
         if ("stream" in req) res.once("finish", () => req.stream.close(http2.constants.NGHTTP2_NO_ERROR));
         else if (!res.headersSent) res.setHeader("connection", "close");
@@ -284,7 +285,7 @@ export function createConnectEngine(
     {
       settings: {
         ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
-        ...(options.maxHeaderBytes !== undefined && { maxHeaderListSize: options.maxHeaderBytes }),
+        ...(options.maxHeaderBytes !== undefined && { maxHeaderListSize: headerListCeiling(options.maxHeaderBytes) }),
       },
       // Resets are budgeted per client address across connections (session-guard.ts), not per connection.
       streamResetBurst: 2 ** 32 - 1,

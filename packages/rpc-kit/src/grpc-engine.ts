@@ -18,6 +18,7 @@ import { headersToMetadata, isEmptyHeaders, metadataHeaders } from "./grpc-metad
 import { connectErrorToGrpcStatus } from "./grpc-status.ts";
 import { toBuffer } from "./grpc-transport.ts";
 import { type GrpcJsGuardOptions, guardGrpcJsServer } from "./limits/grpc-js-guard.ts";
+import { headerListCeiling } from "./limits/stream-body.ts";
 import {
   type ServerStreamingInvoker,
   serverStreamingInvoker,
@@ -39,9 +40,10 @@ export interface GrpcEngineOptions {
   /** grpc-js server options (gRPC core names). */
   readonly serverOptions: ServerOptions;
   /**
-   * Largest request header block (metadata), in bytes: the HTTP/2
-   * SETTINGS_MAX_HEADER_LIST_SIZE that Node enforces (a larger block resets
-   * the stream). grpc-js 1.14 has no option for it (it ignores
+   * Largest request header block (metadata), in bytes, enforced by the
+   * guard (limits/grpc-js-guard.ts); the HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE
+   * advertised, which Node enforces by itself, is its ceiling
+   * (`headerListCeiling`). grpc-js 1.14 has no option for it (it ignores
    * grpc.max_metadata_size on servers), so it is set on the http2 server
    * options grpc-js keeps; default Node's (64 KiB).
    */
@@ -98,7 +100,9 @@ function serializerFor(desc: DescMessage) {
 /** Creates a grpc-js Server with every registration's methods added. */
 export function createGrpcEngine(registrations: readonly ServiceRegistration[], options: GrpcEngineOptions): Server {
   const server = new Server(options.serverOptions);
-  if (options.maxHeaderBytes !== undefined) addHttp2Settings(server, { maxHeaderListSize: options.maxHeaderBytes });
+  if (options.maxHeaderBytes !== undefined) {
+    addHttp2Settings(server, { maxHeaderListSize: headerListCeiling(options.maxHeaderBytes) });
+  }
   if (options.limits !== undefined) guardGrpcJsServer(server, options.limits);
   for (const registration of registrations) {
     const definition: Record<string, ServiceDefinition[string]> = {};

@@ -296,7 +296,12 @@ export function createGrpcFastPath(
           message: (envelope) => messages.push(envelope),
           end: (rest) => {
             if (rest) messages.push(rest);
-            run();
+            // Started once Node has handled the rest of what it read with this request: a stream the client
+            // reset in the same read (Rapid Reset sends HEADERS, DATA and RST_STREAM together) is then
+            // closed already and costs no handler, no upstream call, no cancellation to relay.
+            setImmediate(() => {
+              if (!call.signal.aborted) run();
+            });
           },
           fail: (err) => {
             fail(err);

@@ -108,25 +108,38 @@ function cancelledBecause(reason: unknown): ConnectError {
 const NEVER_ABORTED = new AbortController().signal;
 
 /**
- * grpc-js's ways of saying the server never took the call: no connection, or
- * a stream the server refused (REFUSED_STREAM, e.g. past its concurrency
- * limit or after its GOAWAY), which grpc-js retries once by itself.
+ * grpc-js's ways of saying the server never took the call: no connection; a
+ * stream the server refused (REFUSED_STREAM, e.g. past its concurrency limit
+ * or after its GOAWAY), which grpc-js retries once by itself; or one it reset
+ * with ENHANCE_YOUR_CALM, which Node's servers (and rpc-kit's bounds) do only
+ * to a stream as it opens, before any handler sees it.
  */
 function neverSentByGrpcJs(err: ServiceError): boolean {
   return (
-    err.code === GrpcStatus.UNAVAILABLE && /^(No connection established|Stream refused by server)/.test(err.details)
+    (err.code === GrpcStatus.UNAVAILABLE &&
+      /^(No connection established|Stream refused by server)/.test(err.details)) ||
+    refusedAsItOpened(err)
   );
 }
 
+/** RST_STREAM(ENHANCE_YOUR_CALM), as grpc-js reports it. */
+function refusedAsItOpened(err: ServiceError): boolean {
+  return err.code === GrpcStatus.RESOURCE_EXHAUSTED && err.details === "Bandwidth exhausted or memory limit exceeded";
+}
+
 /**
- * grpc-js's way of saying the connection under a call went away with an
- * error (a GOAWAY with an error code, a reset session): Internal there, but
- * the call met no server fault, only a lost connection. Unavailable, as gRPC
- * reads a dropped transport, so that idempotent calls are retried on a new
- * connection and others fail with a code that says "try again".
+ * Failures that grpc-js reports under another code but that are Unavailable:
+ * the connection under the call went away with an error (a GOAWAY with an
+ * error code, a reset session: Internal there, though the call met no server
+ * fault), and a stream refused as it opened (ResourceExhausted there, though
+ * it is the server asking to be given time, like REFUSED_STREAM). As
+ * Unavailable, idempotent calls (and refused ones, never processed) are
+ * retried, and others fail with a code that says "try again".
  */
-function connectionLost(err: ServiceError): boolean {
-  return err.code === GrpcStatus.INTERNAL && /Session closed with error code/.test(err.details);
+function unavailableInTruth(err: ServiceError): boolean {
+  return (
+    (err.code === GrpcStatus.INTERNAL && /Session closed with error code/.test(err.details)) || refusedAsItOpened(err)
+  );
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -173,7 +186,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
     const cause =
       err.code === GrpcStatus.CANCELLED && signal.aborted
         ? cancelledBecause(signal.reason)
-        : connectionLost(err)
+        : unavailableInTruth(err)
           ? grpcStatusToConnectError({ ...err, code: GrpcStatus.UNAVAILABLE })
           : grpcStatusToConnectError(err);
     const connectError = markUpstreamError(cause, {

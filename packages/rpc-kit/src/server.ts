@@ -98,7 +98,7 @@ export function serverSettings(defaults: { port: number; adminPort: number }) {
     maxHeaderBytes: setting.int(
       "MAX_HEADER_BYTES",
       DEFAULT_MAX_HEADER_BYTES,
-      "largest request header block (metadata), in bytes: HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (larger: stream reset) and HTTP/1.1 (larger: 431)",
+      "largest request header block (metadata), in bytes: past it a gRPC call fails ResourceExhausted, another HTTP/2 stream is reset, HTTP/1.1 gets 431 (HTTP/2 advertises four times this as SETTINGS_MAX_HEADER_LIST_SIZE)",
       { min: 1024, max: 1024 * 1024 },
     ),
   };
@@ -286,7 +286,6 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
                 "grpc.max_send_message_length": settings.maxMessageBytes,
                 "grpc.max_concurrent_streams": settings.maxConcurrentStreams,
                 "grpc.keepalive_permit_without_calls": 1,
-                ...(settings.idleTimeoutMs > 0 && { "grpc.max_connection_idle_ms": settings.idleTimeoutMs }),
                 ...(settings.maxConnectionAgeMs > 0 && {
                   "grpc.max_connection_age_ms": settings.maxConnectionAgeMs,
                   "grpc.max_connection_age_grace_ms": settings.shutdownTimeoutMs,

@@ -626,7 +626,8 @@ export class RawH2 {
         else if (this.options.ackPings ?? true) this.ping(payload, true);
         break;
       case H2.GOAWAY:
-        this.goaway = {
+        // The first GOAWAY says why; Node follows its own with a GOAWAY(NO_ERROR) as it tears the session down.
+        this.goaway ??= {
           lastStreamId: payload.readUInt32BE(0) & 0x7fffffff,
           code: payload.readUInt32BE(4),
           debug: payload.subarray(8).toString("latin1"),

@@ -84,18 +84,21 @@ describe("EnvelopeReader", () => {
     );
   });
 
-  it("counts every byte received against the call's lease, and stops when the budget is spent", () => {
+  it("counts each envelope at its declared size as soon as its length is read, refusing one the budget has no room for before its bytes arrive", () => {
     const budget = new ByteBudget(1_000, 600);
     const lease = budget.lease("10.0.0.1");
     const reader = new EnvelopeReader({ maxMessageBytes: 10_000, lease });
-    reader.push(Buffer.alloc(500));
-    assert.equal(budget.used, 500);
+    const first = envelope(Buffer.alloc(400, 1));
+    assert.deepEqual(reader.push(first.subarray(0, 10)), []);
+    assert.equal(budget.used, 405, "the whole envelope, with 10 bytes of it received");
+    assert.deepEqual(reader.push(first.subarray(10)), [first]);
+    assert.equal(budget.used, 405);
     assert.throws(
-      () => reader.push(Buffer.alloc(200)),
+      () => reader.push(envelope(Buffer.alloc(300)).subarray(0, 5)),
       (e: unknown) =>
         e instanceof ConnectError && e.code === Code.ResourceExhausted && limitOf(e) === "buffered_bytes_per_client",
     );
-    assert.equal(budget.used, 500, "the refused bytes were not taken");
+    assert.equal(budget.used, 405, "the refused envelope took nothing");
     lease.release();
     assert.equal(budget.used, 0);
   });

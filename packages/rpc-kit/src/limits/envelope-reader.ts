@@ -6,15 +6,20 @@ import { bufferedBytesError, messageSizeError } from "./limit-error.ts";
  * Splits an enveloped request body (gRPC, gRPC-Web, Connect streaming: a
  * flags byte, a 4-byte length, the message) into whole envelopes as its bytes
  * arrive, in time linear in the bytes received: each byte is looked at once,
- * a message that spans chunks is copied into one growing buffer, and whole
- * envelopes inside a chunk are handed on without a copy.
+ * a message that spans chunks is copied into one buffer of its declared size,
+ * and whole envelopes inside a chunk are handed on without a copy.
  *
  * The readers downstream (connect-node's envelope splitter, grpc-js's stream
  * decoder) keep every chunk they are given and, in connect-node's case,
  * re-scan them all on each new one: fed one chunk per envelope, they do
- * neither. Every byte received counts against the call's lease; a message
- * declared larger than `maxMessageBytes` is refused as soon as its length is
- * read, before its bytes arrive.
+ * neither.
+ *
+ * Every envelope counts against the call's lease at its declared size, as
+ * soon as its length is read: a message larger than `maxMessageBytes`, or
+ * one that the budget has no room for, is refused before its bytes arrive.
+ * Its buffer is allocated then, at that size, and filled as the bytes come
+ * (the pages of an untouched allocation cost no memory): no doubling, no
+ * garbage of half-grown copies.
  */
 export interface EnvelopeReaderOptions {
   readonly maxMessageBytes: number;
@@ -24,11 +29,10 @@ export interface EnvelopeReaderOptions {
 }
 
 export class EnvelopeReader {
+  readonly options: EnvelopeReaderOptions;
   readonly #partial = new GrowableBuffer();
   /** Size of the envelope being assembled in `#partial`; 0 while its header is incomplete. */
   #envelopeSize = 0;
-
-  readonly options: EnvelopeReaderOptions;
 
   constructor(options: EnvelopeReaderOptions) {
     this.options = options;
@@ -46,8 +50,6 @@ export class EnvelopeReader {
 
   /** Takes the next chunk of the body; returns the envelopes it completed, in order. */
   push(chunk: Buffer): Buffer[] {
-    const refused = this.options.lease.grow(chunk.length);
-    if (refused !== undefined) throw bufferedBytesError(refused);
     const out: Buffer[] = [];
     let offset = 0;
     if (this.#partial.length > 0) {
@@ -59,8 +61,9 @@ export class EnvelopeReader {
     }
     // Whole envelopes within the chunk: views, no copy.
     while (this.#partial.length === 0 && chunk.length - offset >= 5) {
-      const size = 5 + this.#declared(chunk.readUInt32BE(offset + 1));
+      const size = this.#declared(chunk.readUInt32BE(offset + 1));
       if (chunk.length - offset < size) break;
+      this.#take(size);
       out.push(this.#emit(chunk.subarray(offset, offset + size)));
       offset += size;
     }
@@ -72,19 +75,27 @@ export class EnvelopeReader {
   #fill(chunk: Buffer, offset: number): number {
     if (this.#envelopeSize === 0) {
       const header = Math.min(5 - this.#partial.length, chunk.length - offset);
-      this.#partial.append(chunk.subarray(offset, offset + header));
+      this.#partial.append(chunk.subarray(offset, offset + header), 5);
       offset += header;
       if (this.#partial.length < 5) return offset;
-      this.#envelopeSize = 5 + this.#declared(this.#partial.view().readUInt32BE(1));
+      this.#envelopeSize = this.#declared(this.#partial.view().readUInt32BE(1));
+      this.#take(this.#envelopeSize);
     }
     const body = Math.min(this.#envelopeSize - this.#partial.length, chunk.length - offset);
     this.#partial.append(chunk.subarray(offset, offset + body), this.#envelopeSize);
     return offset + body;
   }
 
+  /** The size of an envelope whose length prefix says `length`, refused past the message limit. */
   #declared(length: number): number {
     if (length > this.options.maxMessageBytes) throw messageSizeError(this.options.maxMessageBytes);
-    return length;
+    return 5 + length;
+  }
+
+  /** Counts an envelope of `size` bytes against the lease, or refuses it. */
+  #take(size: number): void {
+    const refused = this.options.lease.grow(size);
+    if (refused !== undefined) throw bufferedBytesError(refused);
   }
 
   #emit(envelope: Buffer): Buffer {

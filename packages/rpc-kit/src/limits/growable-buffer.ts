@@ -9,12 +9,16 @@ export class GrowableBuffer {
   #bytes: Buffer = EMPTY;
   length = 0;
 
-  /** Copies `chunk` in; `expected`, when known, is the final size (never allocated beyond it). */
+  /**
+   * Copies `chunk` in. `expected`, when known, is the final size: it is then
+   * allocated at once (its untouched pages cost nothing until written), else
+   * the buffer doubles as it fills.
+   */
   append(chunk: Uint8Array, expected?: number): void {
     const needed = this.length + chunk.byteLength;
     if (needed > this.#bytes.length) {
-      let capacity = Math.max(needed, this.#bytes.length * 2, 256);
-      if (expected !== undefined && expected >= needed) capacity = Math.min(capacity, expected);
+      const capacity =
+        expected !== undefined && expected >= needed ? expected : Math.max(needed, this.#bytes.length * 2, 256);
       const grown = Buffer.allocUnsafe(capacity);
       this.#bytes.copy(grown, 0, 0, this.length);
       this.#bytes = grown;

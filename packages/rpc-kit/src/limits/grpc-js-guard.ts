@@ -1,12 +1,11 @@
 import type * as http2 from "node:http2";
-import { constants } from "node:http2";
 import type { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { ByteBudget } from "./byte-budget.ts";
 import { clientAddress } from "./client-address.ts";
 import type { LimitReporter } from "./limit-reporter.ts";
 import { inflatable } from "./request-decoding.ts";
-import { closeByServer, headerListSize, type SessionGuard } from "./session-guard.ts";
-import { readStreamBody, refuseGrpcStream } from "./stream-body.ts";
+import type { SessionGuard } from "./session-guard.ts";
+import { readStreamBody, refuseGrpcStream, refuseLargeHeaders } from "./stream-body.ts";
 
 /**
  * rpc-kit's bounds in front of a grpc-js Server, which has none of them:
@@ -15,16 +14,19 @@ import { readStreamBody, refuseGrpcStream } from "./stream-body.ts";
  * sees it.
  *
  * - MAX_CONNECTIONS through Node's own `server.maxConnections`.
- * - Each session watched by the SessionGuard (SETTINGS deadline, PING
- *   policy, control bytes); idleness is grpc-js's `grpc.max_connection_idle_ms`.
- * - Node's per-connection stream-reset limiter is turned off: it answered
- *   the gateway's relayed cancellations (100–150/s) with GOAWAY(INTERNAL_ERROR)
- *   on the one pooled connection, failing every call in flight on it. What a
- *   reset stream costs is bounded by MAX_CONCURRENT_STREAMS and by handlers
- *   that stop on cancellation; resets are limited per client at the edge.
- * - Each stream: its header list within MAX_HEADER_BYTES (Node enforces the
- *   SETTINGS value only once the client acknowledged it, so not on the first
- *   stream), and its body read by stream-body.ts and fed to grpc-js's decoder
+ * - Each session watched by the SessionGuard (SETTINGS deadline, idleness,
+ *   PING policy, control bytes). grpc-js's own `grpc.max_connection_idle_ms`
+ *   is not used: it closes an idle connection after one to two times its
+ *   setting, depending on timer rounding.
+ * - Node's per-connection stream-reset limiter is turned off, and so is its
+ *   limit on refused streams: either answered the gateway's relayed
+ *   cancellations (100–150/s) with GOAWAY(INTERNAL_ERROR) on the one pooled
+ *   connection, failing every call in flight on it. What a reset stream costs
+ *   is bounded by MAX_CONCURRENT_STREAMS and by handlers that stop on
+ *   cancellation; resets are limited per client at the edge.
+ * - Each stream: its header list within MAX_HEADER_BYTES (stream-body.ts
+ *   `headerListCeiling`: Node enforces the SETTINGS value only once the
+ *   client acknowledged it, and with a bare reset), and its body read by stream-body.ts and fed to grpc-js's decoder
  *   one whole, decompressed envelope at a time (grpc-js keeps each DATA
  *   chunk as a Buffer of its own: 4 MiB sent one byte per frame exhausted
  *   the heap).
@@ -61,6 +63,12 @@ export function guardGrpcJsServer(server: Server, o: GrpcJsGuardOptions): void {
   Object.assign(commonServerOptions, {
     streamResetBurst: UNLIMITED,
     streamResetRate: UNLIMITED,
+    // Node keeps a reset stream in its table until the event loop gets to destroying it, and refuses
+    // new streams (RST ENHANCE_YOUR_CALM) while the table is at MAX_CONCURRENT_STREAMS, though the
+    // client counts them closed; after 100 such refusals it kills the connection with
+    // GOAWAY(INTERNAL_ERROR). A gateway relaying cancellations under load hit it every ~4 s. Refused
+    // streams were never processed (the client retries them); the connection stays.
+    maxSessionRejectedStreams: UNLIMITED,
     // TLS (mTLS) handshakes get the same deadline as a plaintext connection's SETTINGS.
     handshakeTimeout: o.headersTimeoutMs,
   });
@@ -72,13 +80,8 @@ export function guardGrpcJsServer(server: Server, o: GrpcJsGuardOptions): void {
     const grpcJs = h2.listeners("stream") as ((...args: unknown[]) => void)[];
     h2.removeAllListeners("stream");
     h2.on("stream", (stream, headers, flags, rawHeaders: string[]) => {
+      if (refuseLargeHeaders(stream, headers, rawHeaders, o.maxHeaderBytes, o.report)) return;
       const client = clientAddress(stream.session?.socket?.remoteAddress);
-      if (headerListSize(rawHeaders) > o.maxHeaderBytes) {
-        stream.on("error", () => {});
-        o.report("header_bytes", client);
-        closeByServer(stream, constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        return;
-      }
       const lease = o.budget.lease(client);
       stream.once("close", () => lease.release());
       // Decompressed here, within the bounds: grpc-js then reads identity messages.

@@ -30,8 +30,8 @@ export interface RequestBodyOptions {
   readonly requestTimeoutMs: number;
   /** True for unary and server-streaming methods: one request message, read whole. */
   readonly singleMessage: boolean;
-  /** Told of a request the bounds refused (its body is not read further). */
-  readonly onRefused: (limit: LimitName) => void;
+  /** Told of a request the bounds refused; `unread` when its body was not read to its end. */
+  readonly onRefused: (limit: LimitName, unread: boolean) => void;
 }
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -72,9 +72,10 @@ export function boundedRequestBody(
     header.delete(framing.encodingHeader);
     header.delete("content-length");
   }
+  let complete = false;
   const refused = (err: unknown): unknown => {
     const limit = limitOf(err);
-    if (limit !== undefined) o.onRefused(limit);
+    if (limit !== undefined) o.onRefused(limit, !complete);
     return err;
   };
   if (!o.singleMessage && framing?.enveloped) return streamOfEnvelopes(req, o, decoding, refused);
@@ -90,16 +91,25 @@ export function boundedRequestBody(
           decode: envelopeDecoder(decoding),
         });
         await readAll(req, o, (chunk) => chunks.push(...reader.push(chunk)));
+        complete = true;
         const rest = reader.rest();
         if (rest) chunks.push(rest); // cut short: connect-node says so
       } else {
         const body = new GrowableBuffer();
+        // A declared length is taken (and allocated) at once, as an envelope's is; else bytes as they come.
+        const declared = declaredLength(header.get("content-length"), o.maxMessageBytes);
+        if (declared !== undefined) take(o.lease, declared);
         await readAll(req, o, (chunk) => {
-          const grown = o.lease.grow(chunk.length);
-          if (grown !== undefined) throw bufferedBytesError(grown);
-          if (body.length + chunk.length > o.maxMessageBytes) throw messageSizeError(o.maxMessageBytes);
-          body.append(chunk);
+          if (body.length + chunk.length > (declared ?? o.maxMessageBytes)) {
+            if (declared !== undefined && body.length + chunk.length <= o.maxMessageBytes) {
+              throw new ConnectError("protocol error: more bytes than the content-length", Code.InvalidArgument);
+            }
+            throw messageSizeError(o.maxMessageBytes);
+          }
+          if (declared === undefined) take(o.lease, chunk.length);
+          body.append(chunk, declared);
         });
+        complete = true;
         chunks.push(framing ? decodeBody(body.take(), decoding) : body.take());
       }
     } catch (err) {
@@ -107,6 +117,19 @@ export function boundedRequestBody(
     }
     yield* chunks;
   })();
+}
+
+/** A content-length within the limit, refused past it; undefined when absent or not a number. */
+function declaredLength(value: string | null, maxBytes: number): number | undefined {
+  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
+  const n = Number(value);
+  if (n > maxBytes) throw messageSizeError(maxBytes);
+  return n;
+}
+
+function take(lease: ByteLease, n: number): void {
+  const refused = lease.grow(n);
+  if (refused !== undefined) throw bufferedBytesError(refused);
 }
 
 /** Client- and bidi-streaming requests: envelopes handed on as they complete, each given back to the budget once read. */

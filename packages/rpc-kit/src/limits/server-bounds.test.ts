@@ -12,7 +12,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { GetUserResponseSchema, UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { CreateUserResponseSchema, GetUserResponseSchema, UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health } from "@demo/proto/health/v1/health_pb";
 import { createClient } from "../client.ts";
 import type { RunningServer, ServerSettings } from "../server.ts";
@@ -154,7 +154,7 @@ for (const engine of ENGINES) {
         // Sent at once: before the client can have acknowledged the server's SETTINGS.
         const call = grpcStream(session, { "x-big": "x".repeat(20_000) });
         call.stream.end(getUserEnvelope("u-1"));
-        assert.equal(await call.outcome, `rst:${http2.constants.NGHTTP2_ENHANCE_YOUR_CALM}`);
+        assert.equal(await call.outcome, String(Code.ResourceExhausted));
         assert.equal((await refusals("header_bytes")) - before, 1);
         const fine = grpcStream(session);
         fine.stream.end(getUserEnvelope("u-1"));
@@ -488,6 +488,48 @@ describe("bounds on what clients send: internal servers and relayed cancellation
         seen.map((p) => p.split("/").at(-1)),
         ["GetUser", "GetUser", "CreateUser"],
         "the write was not sent twice",
+      );
+    } finally {
+      pool.close();
+      h2.close();
+    }
+  });
+
+  it("a client retries a call whose stream was refused as it opened (RST ENHANCE_YOUR_CALM: never processed), a write too", async () => {
+    // How Node refuses streams while its table still holds reset ones (grpc-js-guard.ts): the first of each method.
+    const seen: string[] = [];
+    const h2 = http2.createServer();
+    h2.on("stream", (stream, headers) => {
+      stream.on("error", () => {});
+      const path = String(headers[":path"]);
+      seen.push(path);
+      if (seen.filter((p) => p === path).length === 1) {
+        stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        return;
+      }
+      stream.resume();
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        const message = path.endsWith("GetUser")
+          ? toBinary(GetUserResponseSchema, create(GetUserResponseSchema, { user: { id: "u-1" } }))
+          : toBinary(CreateUserResponseSchema, create(CreateUserResponseSchema, { user: { id: "u-4" } }));
+        const out = Buffer.alloc(5 + message.length);
+        out.writeUInt32BE(message.length, 1);
+        out.set(message, 5);
+        stream.end(out);
+      });
+    });
+    await new Promise<void>((resolve) => h2.listen(0, "127.0.0.1", resolve));
+    const pool = new UpstreamPool();
+    try {
+      const port = (h2.address() as net.AddressInfo).port;
+      const users = createClient(UserService, `static:///127.0.0.1:${port}`, { pool });
+      assert.equal((await users.getUser({ id: "u-1" })).user?.id, "u-1");
+      assert.equal((await users.createUser({ name: "A", email: "a@example.com" })).user?.id, "u-4");
+      assert.deepEqual(
+        seen.map((p) => p.split("/").at(-1)),
+        ["GetUser", "GetUser", "CreateUser", "CreateUser"],
       );
     } finally {
       pool.close();

@@ -33,8 +33,9 @@ export function serverLimits(
     ["MAX_BUFFERED_REQUEST_BYTES", settings.maxBufferedRequestBytes],
     ["MAX_BUFFERED_REQUEST_BYTES_PER_CLIENT", settings.maxBufferedRequestBytesPerClient],
   ] as const) {
-    if (value < settings.maxMessageBytes) {
-      problems.push(`${env}=${value}: must be at least MAX_MESSAGE_BYTES (${settings.maxMessageBytes})`);
+    // A compressed message and what it inflates to are held together.
+    if (value < 2 * settings.maxMessageBytes) {
+      problems.push(`${env}=${value}: must be at least twice MAX_MESSAGE_BYTES (${settings.maxMessageBytes})`);
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -55,8 +56,7 @@ export function serverLimits(
     maxConnections,
     sessions: new SessionGuard({
       headersTimeoutMs: settings.headersTimeoutMs,
-      // grpc-js closes idle connections itself (grpc.max_connection_idle_ms).
-      idleTimeoutMs: edge ? settings.idleTimeoutMs : 0,
+      idleTimeoutMs: settings.idleTimeoutMs,
       minPingIntervalMs: settings.minPingIntervalMs,
       maxControlBytesPerSecond: settings.maxControlBytesPerSecond,
       report,

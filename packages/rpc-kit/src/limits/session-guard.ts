@@ -11,7 +11,7 @@ import type { ResetBudget } from "./reset-budget.ts";
  * - SETTINGS within HEADERS_TIMEOUT_MS: a connection that sent only the
  *   preface, or nothing, stayed open for minutes.
  * - Idle: no stream for IDLE_TIMEOUT_MS → GOAWAY(NO_ERROR) and close, as
- *   gRPC's max_connection_idle (the grpc-js engine uses grpc-js's own).
+ *   gRPC's max_connection_idle.
  * - PING policy, grpc-go's keepalive enforcement: a PING less than
  *   MIN_PING_INTERVAL_MS after the previous one, with nothing but PING ACKs
  *   sent in between, is a strike; the third gets GOAWAY(ENHANCE_YOUR_CALM,

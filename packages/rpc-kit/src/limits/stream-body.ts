@@ -8,7 +8,7 @@ import { EnvelopeReader } from "./envelope-reader.ts";
 import { bufferedBytesError, LimitError, limitOf } from "./limit-error.ts";
 import type { LimitReporter } from "./limit-reporter.ts";
 import { envelopeDecoder } from "./request-decoding.ts";
-import { closeByServer, countRequestBytes } from "./session-guard.ts";
+import { closeByServer, countRequestBytes, headerListSize } from "./session-guard.ts";
 
 /**
  * Reads the request of a gRPC call off its HTTP/2 stream as whole envelopes
@@ -85,6 +85,40 @@ export function readStreamBody(stream: http2.ServerHttp2Stream, o: StreamBodyOpt
   }
   stream.on("data", onData);
   stream.prependListener("end", onEnd);
+}
+
+/**
+ * The header list an HTTP/2 server advertises (SETTINGS_MAX_HEADER_LIST_SIZE)
+ * and Node enforces by itself, with a bare RST_STREAM(ENHANCE_YOUR_CALM),
+ * once the client has acknowledged it: four times MAX_HEADER_BYTES, at least
+ * 64 KiB. Up to it, rpc-kit enforces MAX_HEADER_BYTES itself, on every stream
+ * (the first ones too, before the acknowledgement), and answers a gRPC call
+ * with a status that says what happened.
+ */
+export function headerListCeiling(maxHeaderBytes: number): number {
+  return Math.max(4 * maxHeaderBytes, 64 * 1024);
+}
+
+/** Refuses a stream whose header list is past MAX_HEADER_BYTES; true when it did. */
+export function refuseLargeHeaders(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  rawHeaders: readonly string[],
+  maxHeaderBytes: number,
+  report: LimitReporter,
+): boolean {
+  if (headerListSize(rawHeaders) <= maxHeaderBytes) return false;
+  stream.on("error", () => {});
+  report("header_bytes", clientAddress(stream.session?.socket?.remoteAddress));
+  if (
+    headers["content-type"]?.startsWith("application/grpc") &&
+    !headers["content-type"].startsWith("application/grpc-web")
+  ) {
+    refuseGrpcStream(stream, new LimitError("header_bytes", `request headers larger than ${maxHeaderBytes} bytes`));
+  } else {
+    closeByServer(stream, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+  return true;
 }
 
 /**

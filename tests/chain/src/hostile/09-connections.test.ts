@@ -48,21 +48,23 @@ it("the gateway caps connections per client address and per process, and /health
       async (ctx) => {
         const byAddress: RawH2[][] = PLAN.map(() => []);
         // Well-formed, idle HTTP/2 connections (preface and SETTINGS sent, no stream): no timeout applies to them here.
-        await Promise.all(
-          PLAN.map(async (n, a) => {
-            for (let i = 0; i < n && !ctx.stop(); i++) {
-              try {
-                const c = await RawH2.connect({ port: chain.gateway.port, localAddress: attackerAddress(a) });
-                byAddress[a]?.push(c);
-                ctx.onEnd(() => c.destroy());
-              } catch {
-                // refused outright: fine
-              }
+        const connectFrom = async (a: number) => {
+          for (let i = 0; i < (PLAN[a] ?? 0) && !ctx.stop(); i++) {
+            try {
+              const c = await RawH2.connect({ port: chain.gateway.port, localAddress: attackerAddress(a) });
+              byAddress[a]?.push(c);
+              ctx.onEnd(() => c.destroy());
+            } catch {
+              // refused outright: fine
             }
-          }),
-        );
+          }
+        };
+        // The first address alone (past its own cap, under the process's), then the others together.
+        await connectFrom(0);
+        await Promise.all(PLAN.slice(1).map((_, a) => connectFrom(a + 1)));
         const open = () => byAddress.map((conns) => conns.filter((c) => !c.isClosed).length);
-        const maxOpen = open();
+        // Sampled from 250 ms on: a connection closed at accept needs a moment to be seen closed here.
+        const maxOpen = PLAN.map(() => 0);
         let maxTotal = 0;
         while (!ctx.stop()) {
           await new Promise((r) => setTimeout(r, 250));
@@ -89,7 +91,12 @@ it("the gateway caps connections per client address and per process, and /health
         `${attackerAddress(a)}: ${r.opened[a]} of ${n} connected, at most ${r.maxOpen[a]} open at once, ${r.closedAtOnce[a]} closed at once`,
     );
     t.diagnostic([...perAddress, `at most ${r.maxTotal} attacking connections open at once`].join("\n"));
-    const problems = violations(o, { fds: { gateway: FD_BOUND } });
+    // Four addresses × 100 is more than the process takes (300): new connections are refused while it is
+    // full, the legitimate HTTP/1.1 client's among them (the gRPC client keeps the connection it has).
+    const problems = violations(o, {
+      fds: { gateway: FD_BOUND },
+      legitFailuresAllowed: ["Aborted", "Unavailable", "Internal"],
+    });
     r.maxOpen.forEach((n, a) => {
       if (n > MAX_CONNECTIONS_PER_CLIENT) {
         problems.push(

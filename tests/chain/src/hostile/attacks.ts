@@ -169,7 +169,8 @@ export async function unfinishedBodies(
   ctx: AttackContext,
   opts: {
     port: number;
-    localAddress: string;
+    /** Source addresses, connection `i` from the `i % n`-th. */
+    localAddresses: readonly string[];
     connections: number;
     streams: number;
     /** Headers of stream `i`. */
@@ -180,7 +181,9 @@ export async function unfinishedBodies(
   },
 ): Promise<UnfinishedOutcome> {
   const conns = await Promise.all(
-    Array.from({ length: opts.connections }, () => RawH2.connect({ port: opts.port, localAddress: opts.localAddress })),
+    Array.from({ length: opts.connections }, (_, i) =>
+      RawH2.connect({ port: opts.port, localAddress: opts.localAddresses[i % opts.localAddresses.length] as string }),
+    ),
   );
   for (const conn of conns) ctx.onEnd(() => conn.destroy());
   const opened: { conn: RawH2; id: number; i: number }[] = [];
