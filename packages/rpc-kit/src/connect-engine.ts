@@ -269,8 +269,8 @@ export function createConnectEngine(
     const limit = httpClientErrorLimit(err, socket);
     if (limit !== undefined) limits.report(limit, clientAddress(socket.remoteAddress));
     // As Node answers when nobody listens for "clientError".
-    const res = (socket as net.Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
-    if (socket.writable && (res === undefined || !res.headersSent)) {
+    const res = (socket as net.Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (socket.writable && !res?.headersSent) {
       socket.write(
         limit === "headers_timeout" || limit === "request_timeout"
           ? "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n"

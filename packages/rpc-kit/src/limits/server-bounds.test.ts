@@ -357,6 +357,29 @@ describe("bounds on what clients send: the edge only", () => {
     assert.ok(performance.now() - started < 3_000);
   });
 
+  it("answers a malformed request after a served one on the same HTTP/1.1 connection with 400, and stays up", async () => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    await once(socket, "connect");
+    const body = '{"id":"u-1"}';
+    socket.write(
+      `POST ${GET_USER} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    let received = "";
+    socket.on("data", (d: Buffer) => {
+      received += d.toString();
+    });
+    while (!received.includes("Ada Lovelace")) await sleep(5);
+    socket.write("GET / HTTP/1.1\r\nHost a\r\n\r\n"); // no colon: a parse error
+    await closed(socket);
+    assert.match(received, /HTTP\/1\.1 400 Bad Request/);
+    const res = await fetch(`http://127.0.0.1:${server.port}${GET_USER}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    assert.equal(res.status, 200);
+  });
+
   it("IDLE_TIMEOUT_MS: an HTTP/2 connection without calls gets GOAWAY(NO_ERROR); one with a call in flight does not", async () => {
     const idle = connect(server.port);
     const busy = connect(server.port);
