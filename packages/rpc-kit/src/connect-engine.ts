@@ -152,11 +152,11 @@ function gateStreams(
     }
     const client = clientAddress(stream.session?.socket?.remoteAddress);
     const lease = limits.budget.lease(client);
-    stream.once("close", () => lease.release());
     if (fastPath.accepts(headers)) {
-      fastPath.handle(stream, headers, lease);
+      fastPath.handle(stream, headers, lease); // which gives the lease back when the stream closes
       return;
     }
+    stream.once("close", () => lease.release());
     leases.set(stream, lease);
     connectNode.call(server, stream, headers, flags, rawHeaders);
   });

@@ -83,14 +83,13 @@ export function guardGrpcJsServer(server: Server, o: GrpcJsGuardOptions): void {
       if (refuseLargeHeaders(stream, headers, rawHeaders, o.maxHeaderBytes, o.report)) return;
       const client = clientAddress(stream.session?.socket?.remoteAddress);
       const lease = o.budget.lease(client);
-      stream.once("close", () => lease.release());
       // Decompressed here, within the bounds: grpc-js then reads identity messages.
       const encoding = headers["grpc-encoding"] as string | undefined;
       const inflating = inflatable(encoding);
       if (inflating) delete headers["grpc-encoding"];
       for (const listener of grpcJs) listener.call(h2, stream, headers, flags, rawHeaders);
       const decoder = stream.listeners("data") as ((chunk: Buffer) => void)[];
-      if (decoder.length === 0) return; // grpc-js answered already (unknown method, bad content type)
+      if (decoder.length === 0) return; // grpc-js answered already (unknown method, bad content type): nothing leased
       stream.removeAllListeners("data");
       const feed = (bytes: Buffer) => {
         for (const listener of decoder) listener.call(stream, bytes);

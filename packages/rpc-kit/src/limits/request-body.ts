@@ -5,6 +5,7 @@ import type { ByteLease } from "./byte-budget.ts";
 import { EnvelopeReader } from "./envelope-reader.ts";
 import { GrowableBuffer } from "./growable-buffer.ts";
 import { bufferedBytesError, LimitError, type LimitName, limitOf, messageSizeError } from "./limit-error.ts";
+import { watchRequest } from "./request-deadlines.ts";
 import { decodeBody, envelopeDecoder, inflatable, type MessageDecoding } from "./request-decoding.ts";
 import { countRequestBytes } from "./session-guard.ts";
 
@@ -165,7 +166,7 @@ function readAll(req: NodeRequest, o: RequestBodyOptions, onChunk: (chunk: Buffe
   const session = "stream" in req ? req.stream.session : undefined;
   return new Promise((resolve, reject) => {
     const cleanup = () => {
-      clearTimeout(timer);
+      deadline.done();
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);
@@ -192,10 +193,9 @@ function readAll(req: NodeRequest, o: RequestBodyOptions, onChunk: (chunk: Buffe
     const onClose = () => {
       if (!req.complete) stop(new ConnectError("the request was aborted", Code.Canceled));
     };
-    const timer = setTimeout(
-      () => stop(new LimitError("request_timeout", "the request was not received in time", Code.DeadlineExceeded)),
-      o.requestTimeoutMs,
-    ).unref();
+    const deadline = watchRequest(o.requestTimeoutMs, () =>
+      stop(new LimitError("request_timeout", "the request was not received in time", Code.DeadlineExceeded)),
+    );
     if (req.readableEnded) {
       onEnd();
       return;

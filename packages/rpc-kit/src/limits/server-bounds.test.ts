@@ -286,6 +286,7 @@ for (const engine of ENGINES) {
 describe("bounds on what clients send: the edge only", () => {
   let server: RunningServer;
   const log = captureLogger("edge");
+  // MAX_CONNECTIONS_PER_CLIENT is small here: each test makes its raw connections from an address of its own.
   before(async () => {
     server = await serveUsers({
       engine: "connect",
@@ -358,7 +359,7 @@ describe("bounds on what clients send: the edge only", () => {
   });
 
   it("answers a malformed request after a served one on the same HTTP/1.1 connection with 400, and stays up", async () => {
-    const socket = net.connect(server.port, "127.0.0.1");
+    const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: "127.0.0.82" });
     await once(socket, "connect");
     const body = '{"id":"u-1"}';
     socket.write(
@@ -393,7 +394,7 @@ describe("bounds on what clients send: the edge only", () => {
   });
 
   it("MAX_PIPELINED_REQUESTS: pipelined HTTP/1.1 requests run at most that many at once, all answered in order", async () => {
-    const socket = net.connect(server.port, "127.0.0.1");
+    const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: "127.0.0.81" });
     await once(socket, "connect");
     const body = '{"id":"slow-100"}';
     const request = `POST ${GET_USER} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
@@ -413,7 +414,7 @@ describe("bounds on what clients send: the edge only", () => {
 
   it("MAX_PIPELINED_REQUESTS: a connection with far more waiting is closed", async () => {
     const before = await refusals("pipelining");
-    const socket = net.connect(server.port, "127.0.0.1");
+    const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: "127.0.0.81" });
     await once(socket, "connect");
     const request = `GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n`;
     const done = closed(socket);

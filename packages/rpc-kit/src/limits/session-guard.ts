@@ -11,7 +11,7 @@ import type { ResetBudget } from "./reset-budget.ts";
  * - SETTINGS within HEADERS_TIMEOUT_MS: a connection that sent only the
  *   preface, or nothing, stayed open for minutes.
  * - Idle: no stream for IDLE_TIMEOUT_MS → GOAWAY(NO_ERROR) and close, as
- *   gRPC's max_connection_idle.
+ *   gRPC's max_connection_idle (checked once a second).
  * - PING policy, grpc-go's keepalive enforcement: a PING less than
  *   MIN_PING_INTERVAL_MS after the previous one, with nothing but PING ACKs
  *   sent in between, is a strike; the third gets GOAWAY(ENHANCE_YOUR_CALM,
@@ -38,7 +38,8 @@ export interface SessionGuardOptions {
 interface SessionState {
   readonly client: string;
   openStreams: number;
-  idleTimer: NodeJS.Timeout | undefined;
+  /** performance.now() when the last stream closed (or the session opened). */
+  idleSince: number;
   /** Request bytes (DATA payload, header lists) the streams read. */
   requestBytes: number;
   lastRead: number;
@@ -56,12 +57,13 @@ const MAX_PING_STRIKES = 2;
 /** Control bytes credited per byte the server writes: a client's WINDOW_UPDATEs for what it receives. */
 const WRITE_CREDIT = 1 / 16;
 const TOO_MANY_PINGS = Buffer.from("too_many_pings");
+const IDLE = Buffer.from("idle");
 
 const states = new WeakMap<http2.Http2Session, SessionState>();
 /** Streams the server itself closed with an error: their 'aborted' is no client reset. */
 const closedByServer = new WeakSet<http2.Http2Stream>();
 
-/** Counts request bytes a stream of `session` read (the control-bytes measure subtracts them). */
+/** Counts request bytes (headers, DATA payload) a stream of `session` read: the control-bytes measure subtracts them. */
 export function countRequestBytes(session: http2.Http2Session | undefined, n: number): void {
   const state = session && states.get(session);
   if (state) state.requestBytes += n;
@@ -113,7 +115,7 @@ export class SessionGuard {
     const state: SessionState = {
       client: clientAddress(socket?.remoteAddress),
       openStreams: 0,
-      idleTimer: undefined,
+      idleSince: performance.now(),
       requestBytes: 0,
       lastRead: socket?.bytesRead ?? 0,
       lastWritten: socket?.bytesWritten ?? 0,
@@ -132,16 +134,11 @@ export class SessionGuard {
       session.destroy();
     }, this.options.headersTimeoutMs).unref();
     session.once("remoteSettings", () => clearTimeout(settingsTimer));
-    this.#armIdle(session, state);
 
-    session.on("stream", (stream: http2.ServerHttp2Stream, _headers: unknown, _flags: unknown, raw: string[]) => {
-      state.requestBytes += headerListSize(raw ?? []);
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
       state.openStreams++;
-      if (state.idleTimer) clearTimeout(state.idleTimer);
-      state.idleTimer = undefined;
       stream.once("close", () => {
-        state.openStreams--;
-        if (state.openStreams === 0) this.#armIdle(session, state);
+        if (--state.openStreams === 0) state.idleSince = performance.now();
       });
       const resets = this.options.resets;
       if (resets !== undefined) {
@@ -157,22 +154,12 @@ export class SessionGuard {
     session.on("ping", () => this.#onPing(session, state));
     session.once("close", () => {
       clearTimeout(settingsTimer);
-      if (state.idleTimer) clearTimeout(state.idleTimer);
       this.#sessions.delete(session);
       if (this.#sessions.size === 0 && this.#ticker) {
         clearInterval(this.#ticker);
         this.#ticker = undefined;
       }
     });
-  }
-
-  #armIdle(session: http2.Http2Session, state: SessionState): void {
-    if (this.options.idleTimeoutMs <= 0) return;
-    state.idleTimer = setTimeout(() => {
-      if (state.openStreams > 0 || session.closed || session.destroyed) return;
-      session.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1, Buffer.from("idle"));
-      session.close();
-    }, this.options.idleTimeoutMs).unref();
   }
 
   #onPing(session: http2.Http2Session, state: SessionState): void {
@@ -198,7 +185,7 @@ export class SessionGuard {
     this.#ticker = setInterval(() => this.#tick(), 1_000).unref();
   }
 
-  /** Once a second: each connection's control bytes over the last second. */
+  /** Once a second: each connection's control bytes over the last second, and its idleness. */
   #tick(): void {
     const now = performance.now();
     const seconds = Math.max(0.001, (now - this.#lastTick) / 1000);
@@ -222,6 +209,14 @@ export class SessionGuard {
       if (state.controlStrikes >= 2) {
         this.options.report("control_bytes", state.client);
         goAwayAndClose(session, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      } else if (
+        this.options.idleTimeoutMs > 0 &&
+        state.openStreams === 0 &&
+        now - state.idleSince >= this.options.idleTimeoutMs &&
+        !session.closed
+      ) {
+        session.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1, IDLE);
+        session.close();
       }
     }
   }

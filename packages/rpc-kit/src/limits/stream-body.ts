@@ -7,6 +7,7 @@ import { clientAddress } from "./client-address.ts";
 import { EnvelopeReader } from "./envelope-reader.ts";
 import { bufferedBytesError, LimitError, limitOf } from "./limit-error.ts";
 import type { LimitReporter } from "./limit-reporter.ts";
+import { watchRequest } from "./request-deadlines.ts";
 import { envelopeDecoder } from "./request-decoding.ts";
 import { closeByServer, countRequestBytes, headerListSize } from "./session-guard.ts";
 
@@ -18,6 +19,7 @@ import { closeByServer, countRequestBytes, headerListSize } from "./session-guar
  * within REQUEST_TIMEOUT_MS.
  */
 export interface StreamBodyOptions {
+  /** The call's lease: released when the stream closes. */
   readonly lease: ByteLease;
   readonly maxMessageBytes: number;
   /** `grpc-encoding` when the reader decompresses it (request-decoding.ts `inflatable`). */
@@ -41,7 +43,7 @@ export function readStreamBody(stream: http2.ServerHttp2Stream, o: StreamBodyOpt
   const fail = (err: unknown) => {
     if (done) return;
     done = true;
-    clearTimeout(timer);
+    deadline.done();
     stream.off("data", onData);
     stream.off("end", onEnd);
     const limit = limitOf(err);
@@ -69,14 +71,17 @@ export function readStreamBody(stream: http2.ServerHttp2Stream, o: StreamBodyOpt
   const onEnd = () => {
     if (done) return;
     done = true;
-    clearTimeout(timer);
+    deadline.done();
     h.end(reader.rest());
   };
-  const timer = setTimeout(
-    () => fail(new LimitError("request_timeout", "the request was not received in time", Code.DeadlineExceeded)),
-    o.requestTimeoutMs,
-  ).unref();
-  stream.once("close", () => clearTimeout(timer));
+  const deadline = watchRequest(o.requestTimeoutMs, () =>
+    fail(new LimitError("request_timeout", "the request was not received in time", Code.DeadlineExceeded)),
+  );
+  // One listener for both: the deadline is no longer watched, the call's bytes are given back.
+  stream.once("close", () => {
+    deadline.done();
+    o.lease.release();
+  });
   // Nothing left of the budget: refused before a byte of the body is read.
   const refused = o.lease.refusal(1);
   if (refused !== undefined) {
@@ -99,7 +104,10 @@ export function headerListCeiling(maxHeaderBytes: number): number {
   return Math.max(4 * maxHeaderBytes, 64 * 1024);
 }
 
-/** Refuses a stream whose header list is past MAX_HEADER_BYTES; true when it did. */
+/**
+ * Refuses a stream whose header list is past MAX_HEADER_BYTES (true when it
+ * did); counts the header list as request bytes otherwise.
+ */
 export function refuseLargeHeaders(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
@@ -107,7 +115,11 @@ export function refuseLargeHeaders(
   maxHeaderBytes: number,
   report: LimitReporter,
 ): boolean {
-  if (headerListSize(rawHeaders) <= maxHeaderBytes) return false;
+  const size = headerListSize(rawHeaders);
+  if (size <= maxHeaderBytes) {
+    countRequestBytes(stream.session, size);
+    return false;
+  }
   stream.on("error", () => {});
   report("header_bytes", clientAddress(stream.session?.socket?.remoteAddress));
   if (
