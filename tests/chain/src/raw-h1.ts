@@ -4,7 +4,7 @@
  * incremental parser of the responses that come back (status, headers,
  * Content-Length or chunked bodies), with the time the socket closed.
  */
-import * as net from "node:net";
+import { connectSocket, RawConnection, type RawConnectionOptions } from "./raw-socket.ts";
 
 export interface H1Response {
   readonly status: number;
@@ -48,109 +48,38 @@ export function h1Chunks(bytes: Uint8Array, chunkSize: number): Buffer {
 const CRLF = Buffer.from("\r\n");
 export const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 
-export interface RawH1Options {
-  readonly port: number;
-  readonly host?: string;
-  /** Source address: attackers bind another 127.x address than the legitimate client. */
-  readonly localAddress?: string;
-  /** Fail when not connected within this (default 5 s). */
-  readonly connectTimeoutMs?: number;
-}
+export type RawH1Options = RawConnectionOptions;
 
 /**
  * An HTTP/1.1 client with no opinion: it writes what it is given, when it
  * is given, and parses every response that comes back, in order. It never
  * throws on a closed socket: writes after a close are dropped.
  */
-export class RawH1 {
-  readonly socket: net.Socket;
-  readonly openedAt = performance.now();
+export class RawH1 extends RawConnection {
   /** Responses parsed, in order (bodies kept up to 64 KiB each; see {@link statuses} for all). */
   readonly responses: H1Response[] = [];
   /** The status of every response, in order. */
   readonly statuses: number[] = [];
-  bytesSent = 0;
-  bytesReceived = 0;
-  closedAtMs: number | undefined;
-  closedByUs = false;
-  error: string | undefined;
   /** Bytes the parser could not read as a response. */
   garbled = false;
-  readonly closed: Promise<void>;
   /** Responses kept in {@link responses}; only statuses past it. */
   keepResponses = 1_000;
   private inbox: Buffer = Buffer.alloc(0);
-  private readonly waiters = new Set<() => void>();
 
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    this.closed = new Promise((resolve) => {
-      socket.once("close", () => {
-        this.closedAtMs = performance.now() - this.openedAt;
-        this.parse(true);
-        this.wake();
-        resolve();
-      });
-    });
-    socket.on("error", (err: NodeJS.ErrnoException) => {
-      this.error ??= err.code ?? err.message;
-    });
-    socket.on("data", (chunk: Buffer) => {
-      this.bytesReceived += chunk.length;
-      this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
-      this.parse(false);
-      this.wake();
-    });
+  static async connect(options: RawH1Options): Promise<RawH1> {
+    const { socket, connected } = connectSocket(options);
+    const client = new RawH1(socket);
+    await connected;
+    return client;
   }
 
-  static connect(options: RawH1Options): Promise<RawH1> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({
-        port: options.port,
-        host: options.host ?? "127.0.0.1",
-        ...(options.localAddress !== undefined && { localAddress: options.localAddress }),
-      });
-      socket.setNoDelay(true);
-      const client = new RawH1(socket);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`no connection to :${options.port} in ${options.connectTimeoutMs ?? 5_000} ms`));
-      }, options.connectTimeoutMs ?? 5_000);
-      socket.once("connect", () => {
-        clearTimeout(timer);
-        resolve(client);
-      });
-      socket.once("error", (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
+  protected onBytes(chunk: Buffer): void {
+    this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
+    this.parse(false);
   }
 
-  get isClosed(): boolean {
-    return this.closedAtMs !== undefined || this.socket.destroyed;
-  }
-
-  writeNow(bytes: Uint8Array | string): boolean {
-    if (this.isClosed) return false;
-    this.bytesSent += bytes.length;
-    return this.socket.write(bytes);
-  }
-
-  /** Writes `bytes` and waits until the socket takes more, closes, or `deadline` (performance.now()) passes. */
-  async write(bytes: Uint8Array | string, deadline = Number.POSITIVE_INFINITY): Promise<void> {
-    if (this.writeNow(bytes) || this.isClosed) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.socket.off("drain", done);
-        this.socket.off("close", done);
-        resolve();
-      };
-      const timer = Number.isFinite(deadline) ? setTimeout(done, Math.max(0, deadline - performance.now())) : undefined;
-      this.socket.once("drain", done);
-      this.socket.once("close", done);
-    });
+  protected override onClose(): void {
+    this.parse(true);
   }
 
   /**
@@ -172,45 +101,11 @@ export class RawH1 {
     return Math.min(at, bytes.length);
   }
 
-  async waitFor(check: () => boolean, deadline: number): Promise<boolean> {
-    while (!check()) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.waiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.min(left, 50));
-        this.waiters.add(done);
-      });
-    }
-    return true;
-  }
-
-  async waitClosed(ms: number): Promise<boolean> {
-    return this.waitFor(() => this.isClosed, performance.now() + ms);
-  }
-
-  destroy(): void {
-    if (!this.isClosed) this.closedByUs = true;
-    this.socket.destroy();
-  }
-
   describe(): string {
     const statuses = new Map<number, number>();
     for (const s of this.statuses) statuses.set(s, (statuses.get(s) ?? 0) + 1);
     const answered = [...statuses].map(([s, n]) => `${s}×${n}`).join(" ") || "no response";
-    const closed =
-      this.closedAtMs === undefined
-        ? "still open"
-        : `closed ${this.closedByUs ? "by us" : "by the server"} at ${this.closedAtMs.toFixed(0)} ms`;
-    return `${answered}, ${closed}, ${this.bytesSent} bytes sent`;
-  }
-
-  private wake(): void {
-    for (const w of [...this.waiters]) w();
+    return `${answered}, ${this.describeClose()}, ${this.bytesSent} bytes sent`;
   }
 
   /** Parses every complete response in the inbox; at close, a body read to the end counts too. */

@@ -4,7 +4,8 @@
  * literals) used by the fuzz cases, and {@link RawH2}, a client on a plain
  * `net.Socket` that frames every byte itself and parses what comes back.
  */
-import * as net from "node:net";
+import type * as net from "node:net";
+import { connectSocket, RawConnection, type RawConnectionOptions } from "./raw-socket.ts";
 
 // ---------------------------------------------------------------------------
 // Bytes: protobuf, gRPC envelopes, HTTP/2 frames
@@ -268,11 +269,7 @@ export interface GoAway {
   readonly atMs: number;
 }
 
-export interface RawH2Options {
-  readonly port: number;
-  readonly host?: string;
-  /** Source address: attackers bind another 127.x address than the legitimate client. */
-  readonly localAddress?: string;
+export interface RawH2Options extends RawConnectionOptions {
   /** Send the preface and SETTINGS at once (default true). */
   readonly preface?: boolean;
   /** Our SETTINGS (identifier → value). */
@@ -283,8 +280,6 @@ export interface RawH2Options {
   readonly ackPings?: boolean;
   /** Give back flow-control credit for DATA received (default true). */
   readonly returnCredit?: boolean;
-  /** Fail when not connected within this (default 5 s). */
-  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -296,9 +291,7 @@ export interface RawH2Options {
  * PING ACKs). It never throws on a closed socket: writes after a close are
  * dropped and reported by {@link closed}.
  */
-export class RawH2 {
-  readonly socket: net.Socket;
-  readonly openedAt = performance.now();
+export class RawH2 extends RawConnection {
   /** Every stream we opened, by id. */
   readonly streams = new Map<number, RawStream>();
   /** Frames received, by type. */
@@ -307,16 +300,6 @@ export class RawH2 {
   goaway: GoAway | undefined;
   /** PING frames with ACK received. */
   pingAcks = 0;
-  bytesSent = 0;
-  bytesReceived = 0;
-  /** The connection closed (by either side); ms after it opened. */
-  closedAtMs: number | undefined;
-  /** We closed it ourselves (destroy/end). */
-  closedByUs = false;
-  /** Socket error code, if any (ECONNRESET, ...). */
-  error: string | undefined;
-  /** Resolves when the socket has closed. */
-  readonly closed: Promise<void>;
   nextStreamId = 1;
   /** What we may still send on the connection (flow control). */
   connectionWindow = 65_535;
@@ -324,81 +307,25 @@ export class RawH2 {
   private maxFrameSize = 16_384;
   private unackedConnection = 0;
   private inbox: Buffer = Buffer.alloc(0);
-  private readonly waiters = new Set<() => void>();
   private readonly options: RawH2Options;
 
   private constructor(socket: net.Socket, options: RawH2Options) {
-    this.socket = socket;
+    super(socket);
     this.options = options;
-    this.closed = new Promise((resolve) => {
-      socket.once("close", () => {
-        this.closedAtMs = performance.now() - this.openedAt;
-        this.wake();
-        resolve();
-      });
-    });
-    socket.on("error", (err: NodeJS.ErrnoException) => {
-      this.error ??= err.code ?? err.message;
-    });
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
   }
 
   /** Connects (from `localAddress` when given) and, unless `preface: false`, sends the preface and SETTINGS. */
-  static connect(options: RawH2Options): Promise<RawH2> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({
-        port: options.port,
-        host: options.host ?? "127.0.0.1",
-        ...(options.localAddress !== undefined && { localAddress: options.localAddress }),
-      });
-      socket.setNoDelay(true);
-      const client = new RawH2(socket, options);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`no connection to :${options.port} in ${options.connectTimeoutMs ?? 5_000} ms`));
-      }, options.connectTimeoutMs ?? 5_000);
-      socket.once("connect", () => {
-        clearTimeout(timer);
-        if (options.preface ?? true) client.sendPreface(options.settings ?? {});
-        resolve(client);
-      });
-      socket.once("error", (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-  }
-
-  get isClosed(): boolean {
-    return this.closedAtMs !== undefined || this.socket.destroyed;
+  static async connect(options: RawH2Options): Promise<RawH2> {
+    const { socket, connected } = connectSocket(options);
+    const client = new RawH2(socket, options);
+    await connected;
+    if (options.preface ?? true) client.sendPreface(options.settings ?? {});
+    return client;
   }
 
   /** The preface and our SETTINGS frame. */
   sendPreface(settings: Readonly<Record<number, number>> = {}): void {
     this.writeNow(concat([H2_PREFACE, h2Frame(H2.SETTINGS, 0, 0, settingsPayload(settings))]));
-  }
-
-  /** Writes `bytes` now; false when the socket asks us to wait (or is closed). */
-  writeNow(bytes: Uint8Array): boolean {
-    if (this.isClosed) return false;
-    this.bytesSent += bytes.length;
-    return this.socket.write(bytes);
-  }
-
-  /** Writes `bytes` and waits until the socket takes more, closes, or `deadline` (performance.now()) passes. */
-  async write(bytes: Uint8Array, deadline = Number.POSITIVE_INFINITY): Promise<void> {
-    if (this.writeNow(bytes) || this.isClosed) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.socket.off("drain", done);
-        this.socket.off("close", done);
-        resolve();
-      };
-      const timer = Number.isFinite(deadline) ? setTimeout(done, Math.max(0, deadline - performance.now())) : undefined;
-      this.socket.once("drain", done);
-      this.socket.once("close", done);
-    });
   }
 
   /** The frames of a header block: HEADERS, then CONTINUATION past the frame size. */
@@ -519,41 +446,6 @@ export class RawH2 {
     return this.writeNow(h2Frame(H2.WINDOW_UPDATE, 0, streamId, payload));
   }
 
-  /** Polls `check` on every frame received and every 50 ms; true if it held before `deadline` (performance.now()). */
-  async waitFor(check: () => boolean, deadline: number): Promise<boolean> {
-    while (!check()) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.waiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.min(left, 50));
-        this.waiters.add(done);
-      });
-    }
-    return true;
-  }
-
-  /** Waits until the socket closes or `ms` pass; true if it closed. */
-  async waitClosed(ms: number): Promise<boolean> {
-    return this.waitFor(() => this.isClosed, performance.now() + ms);
-  }
-
-  /** Closes the connection from our side (FIN, then destroy). */
-  destroy(): void {
-    if (!this.isClosed) this.closedByUs = true;
-    this.socket.destroy();
-  }
-
-  /** Cuts the connection with a TCP RST. */
-  reset(): void {
-    if (!this.isClosed) this.closedByUs = true;
-    this.socket.resetAndDestroy();
-  }
-
   /** One line: what came back, for assertion messages. */
   describe(): string {
     const types = Object.entries(H2)
@@ -563,19 +455,10 @@ export class RawH2 {
     const goaway = this.goaway
       ? `GOAWAY(${codeName(this.goaway.code)}${this.goaway.debug ? ` "${this.goaway.debug}"` : ""}) at ${this.goaway.atMs.toFixed(0)} ms`
       : "no GOAWAY";
-    const closed =
-      this.closedAtMs === undefined
-        ? "still open"
-        : `closed ${this.closedByUs ? "by us" : "by the server"} at ${this.closedAtMs.toFixed(0)} ms`;
-    return `received [${types || "nothing"}], ${goaway}, ${closed}, ${this.bytesSent} bytes sent`;
+    return `received [${types || "nothing"}], ${goaway}, ${this.describeClose()}, ${this.bytesSent} bytes sent`;
   }
 
-  private wake(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  private onData(chunk: Buffer): void {
-    this.bytesReceived += chunk.length;
+  protected onBytes(chunk: Buffer): void {
     this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
     let at = 0;
     while (this.inbox.length - at >= 9) {
@@ -591,7 +474,6 @@ export class RawH2 {
       this.onFrame(frame);
     }
     this.inbox = at === this.inbox.length ? Buffer.alloc(0) : Buffer.from(this.inbox.subarray(at));
-    this.wake();
   }
 
   private onFrame(frame: H2Frame): void {

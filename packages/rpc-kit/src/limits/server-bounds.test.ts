@@ -98,6 +98,40 @@ function closed(socket: net.Socket): Promise<string> {
   return new Promise((resolve) => socket.once("close", () => resolve(received)));
 }
 
+/**
+ * A bare HTTP/2 server answering UserService by hand, whose first call of
+ * each method meets `refuse` instead (a dropped connection, a refused
+ * stream); `seen` lists the paths of every stream that arrived.
+ */
+async function refusingFirstCalls(refuse: (stream: http2.ServerHttp2Stream) => void) {
+  const seen: string[] = [];
+  const h2 = http2.createServer();
+  h2.on("stream", (stream, headers) => {
+    stream.on("error", () => {});
+    const path = String(headers[":path"]);
+    seen.push(path);
+    if (seen.filter((p) => p === path).length === 1) {
+      refuse(stream);
+      return;
+    }
+    stream.resume();
+    stream.on("end", () => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      const message = path.endsWith("GetUser")
+        ? toBinary(GetUserResponseSchema, create(GetUserResponseSchema, { user: { id: "u-1" } }))
+        : toBinary(CreateUserResponseSchema, create(CreateUserResponseSchema, { user: { id: "u-4" } }));
+      const out = Buffer.alloc(5 + message.length);
+      out.writeUInt32BE(message.length, 1);
+      out.set(message, 5);
+      stream.end(out);
+    });
+  });
+  await new Promise<void>((resolve) => h2.listen(0, "127.0.0.1", resolve));
+  const port = (h2.address() as net.AddressInfo).port;
+  return { seen, port, close: () => h2.close() };
+}
+
 for (const engine of ENGINES) {
   describe(`bounds on what clients send: ${engine} engine`, () => {
     it("MAX_BUFFERED_REQUEST_BYTES(_PER_CLIENT): unfinished bodies past it are refused with ResourceExhausted, before more is read; others are served", async () => {
@@ -475,89 +509,44 @@ describe("bounds on what clients send: internal servers and relayed cancellation
   });
 
   it("a client retries an idempotent call whose connection was dropped with GOAWAY(INTERNAL_ERROR), and fails a write with Unavailable", async () => {
-    // A server that kills the connection under the first call of each method, then answers.
-    const seen: string[] = [];
-    const h2 = http2.createServer();
-    h2.on("stream", (stream, headers) => {
-      stream.on("error", () => {});
-      const path = String(headers[":path"]);
-      seen.push(path);
-      if (seen.filter((p) => p === path).length === 1) {
-        stream.session?.goaway(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        stream.session?.destroy();
-        return;
-      }
-      stream.resume();
-      stream.on("end", () => {
-        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-        const message = toBinary(GetUserResponseSchema, create(GetUserResponseSchema, { user: { id: "u-1" } }));
-        const out = Buffer.alloc(5 + message.length);
-        out.writeUInt32BE(message.length, 1);
-        out.set(message, 5);
-        stream.end(out);
-      });
+    const server = await refusingFirstCalls((stream) => {
+      stream.session?.goaway(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      stream.session?.destroy();
     });
-    await new Promise<void>((resolve) => h2.listen(0, "127.0.0.1", resolve));
     const pool = new UpstreamPool();
     try {
-      const port = (h2.address() as net.AddressInfo).port;
-      const users = createClient(UserService, `static:///127.0.0.1:${port}`, { pool });
+      const users = createClient(UserService, `static:///127.0.0.1:${server.port}`, { pool });
       assert.equal((await users.getUser({ id: "u-1" })).user?.id, "u-1", "retried on a new connection");
       await assert.rejects(
         users.createUser({ name: "A", email: "a@example.com" }),
         (e: unknown) => e instanceof ConnectError && e.code === Code.Unavailable,
       );
       assert.deepEqual(
-        seen.map((p) => p.split("/").at(-1)),
+        server.seen.map((p) => p.split("/").at(-1)),
         ["GetUser", "GetUser", "CreateUser"],
         "the write was not sent twice",
       );
     } finally {
       pool.close();
-      h2.close();
+      server.close();
     }
   });
 
   it("a client retries a call whose stream was refused as it opened (RST ENHANCE_YOUR_CALM: never processed), a write too", async () => {
-    // How Node refuses streams while its table still holds reset ones (grpc-js-guard.ts): the first of each method.
-    const seen: string[] = [];
-    const h2 = http2.createServer();
-    h2.on("stream", (stream, headers) => {
-      stream.on("error", () => {});
-      const path = String(headers[":path"]);
-      seen.push(path);
-      if (seen.filter((p) => p === path).length === 1) {
-        stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        return;
-      }
-      stream.resume();
-      stream.on("end", () => {
-        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-        const message = path.endsWith("GetUser")
-          ? toBinary(GetUserResponseSchema, create(GetUserResponseSchema, { user: { id: "u-1" } }))
-          : toBinary(CreateUserResponseSchema, create(CreateUserResponseSchema, { user: { id: "u-4" } }));
-        const out = Buffer.alloc(5 + message.length);
-        out.writeUInt32BE(message.length, 1);
-        out.set(message, 5);
-        stream.end(out);
-      });
-    });
-    await new Promise<void>((resolve) => h2.listen(0, "127.0.0.1", resolve));
+    // How Node refuses streams while its table still holds reset ones (grpc-js-guard.ts).
+    const server = await refusingFirstCalls((stream) => stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
     const pool = new UpstreamPool();
     try {
-      const port = (h2.address() as net.AddressInfo).port;
-      const users = createClient(UserService, `static:///127.0.0.1:${port}`, { pool });
+      const users = createClient(UserService, `static:///127.0.0.1:${server.port}`, { pool });
       assert.equal((await users.getUser({ id: "u-1" })).user?.id, "u-1");
       assert.equal((await users.createUser({ name: "A", email: "a@example.com" })).user?.id, "u-4");
       assert.deepEqual(
-        seen.map((p) => p.split("/").at(-1)),
+        server.seen.map((p) => p.split("/").at(-1)),
         ["GetUser", "GetUser", "CreateUser", "CreateUser"],
       );
     } finally {
       pool.close();
-      h2.close();
+      server.close();
     }
   });
 });
