@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type ContextValues, createContextKey } from "@connectrpc/connect";
-import type { HopTiming } from "./server-timing.ts";
+import { type HopTiming, outcomeCode } from "./server-timing.ts";
 
 /**
  * What an outbound call needs to know about the inbound call it is made for:
@@ -16,7 +16,46 @@ export interface CallScope {
   readonly forwardedHeaders: Headers | undefined;
   /** Where outbound calls put the hop timings their upstreams return (see hop-timing.ts); undefined when off. */
   readonly hopTimings: HopTiming[] | undefined;
+  /** What the call's database queries took (postgres/database.ts adds to it); undefined outside a server. */
+  readonly database: DatabaseTime | undefined;
 }
+
+/**
+ * The time an inbound call spent in its database queries: written in the
+ * call's log line (`db_ms`, `db_queries`) and, when the call asked for hop
+ * timings, one hop `postgres` beside its upstreams (timed by the caller: the
+ * database reports none).
+ */
+export class DatabaseTime {
+  ms = 0;
+  queries = 0;
+  readonly #hops: HopTiming[] | undefined;
+  #hop: { service: string; method: string; durationMs: number; code: string; byCaller: boolean } | undefined;
+
+  constructor(hops: HopTiming[] | undefined) {
+    this.#hops = hops;
+  }
+
+  add(statement: { readonly operation: string; readonly collection: string }, ms: number, err: unknown): void {
+    this.ms += ms;
+    this.queries++;
+    if (this.#hops === undefined) return;
+    const method = `${statement.operation} ${statement.collection}`.trim();
+    if (this.#hop === undefined) {
+      this.#hop = { service: "postgres", method, durationMs: 0, code: "ok", byCaller: true };
+      this.#hops.push(this.#hop);
+    } else if (!this.#hop.method.split(", ").includes(method)) {
+      this.#hop.method = `${this.#hop.method}, ${method}`;
+    }
+    this.#hop.durationMs += ms;
+    if (err !== undefined) this.#hop.code = outcomeCode(err);
+  }
+}
+
+/** Where the server puts the call's DatabaseTime (rpc-log.ts makes it, and reads it when the call ends). */
+export const databaseTimeKey = createContextKey<DatabaseTime | undefined>(undefined, {
+  description: "rpc-kit database time of a call",
+});
 
 /** Where a server interceptor puts the headers that the handler's outbound calls must carry on. */
 export const forwardedHeadersKey = createContextKey<Headers | undefined>(undefined, {

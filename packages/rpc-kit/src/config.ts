@@ -20,6 +20,8 @@ export interface Setting<T> {
    * `env` is the whole environment, for a setting that must agree with others (the TLS files: all or none).
    */
   parse(raw: string | undefined, env?: Readonly<Record<string, string | undefined>>): T;
+  /** A secret (a URL with a password): its value is never shown in an error. */
+  readonly secret?: boolean;
 }
 
 /** The parsed value type of a Setting. */
@@ -55,7 +57,7 @@ export function loadConfig<S extends Record<string, Setting<unknown>>>(
     try {
       result[key] = setting.parse(raw === "" ? undefined : raw, env);
     } catch (err) {
-      const shown = raw === undefined || raw === "" ? "" : `=${JSON.stringify(raw)}`;
+      const shown = raw === undefined || raw === "" || setting.secret ? "" : `=${JSON.stringify(raw)}`;
       problems.push(`${setting.env}${shown}: ${(err as Error).message} (${setting.doc})`);
     }
   }
@@ -163,6 +165,23 @@ export const setting = {
           ?.split(",")
           .map((s) => s.trim())
           .filter(Boolean),
+    };
+  },
+  /**
+   * A secret that may be left unset (a URL with a password), checked by
+   * `check`, whose message must not repeat the value: it is never shown.
+   */
+  secret(env: string, doc: string, check: (raw: string) => void): Setting<string | undefined> {
+    return {
+      env,
+      doc,
+      defaultText: undefined,
+      secret: true,
+      parse: (raw) => {
+        if (raw === undefined) return undefined;
+        check(raw.trim());
+        return raw.trim();
+      },
     };
   },
   /** Free text that may be left unset. */

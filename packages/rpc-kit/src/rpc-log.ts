@@ -8,6 +8,7 @@ import {
   type StreamResponse,
 } from "@connectrpc/connect";
 import pino, { type Level, type Logger } from "pino";
+import { DatabaseTime, databaseTimeKey, hopTimingsKey } from "./call-scope.ts";
 import { codeToString } from "./codes.ts";
 import { upstreamOriginOf } from "./errors.ts";
 import { onStreamEnd } from "./stream-end.ts";
@@ -56,6 +57,8 @@ export function levelForCode(code: Code | 0): Level {
 export function rpcLogInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     req.contextValues.set(requestLoggerKey, logger);
+    const database = new DatabaseTime(req.contextValues.get(hopTimingsKey));
+    req.contextValues.set(databaseTimeKey, database);
     const start = performance.now();
     const done = (err: unknown, messages?: number) => {
       const code = err === undefined ? 0 : ConnectError.from(err).code;
@@ -67,6 +70,10 @@ export function rpcLogInterceptor(logger: Logger): Interceptor {
         duration_ms: Math.round((performance.now() - start) * 1000) / 1000,
       };
       if (messages !== undefined) fields.messages_sent = messages;
+      if (database.queries > 0) {
+        fields.db_ms = Math.round(database.ms * 1000) / 1000;
+        fields.db_queries = database.queries;
+      }
       if (err !== undefined) {
         fields.err = err;
         const origin = upstreamOriginOf((err as { cause?: unknown }).cause);

@@ -137,6 +137,14 @@ export interface ServeOptions {
   /** The client upstreams closed at shutdown and shown at /debug/rpc. Default the process-wide pool. */
   readonly pool?: UpstreamPool;
   /**
+   * What the process cannot serve without (its database): while any is not
+   * ready, every service is NOT_SERVING (gRPC health, `/readyz`), and
+   * `/healthz` stays 200. Default none.
+   */
+  readonly dependencies?: readonly DependencyReadiness[];
+  /** Called at shutdown once the calls in flight are done, before telemetry is flushed: closes a database pool. */
+  readonly onShutdown?: () => Promise<void>;
+  /**
    * Default true: SIGTERM/SIGINT shut the server down and exit the process
    * (a second signal exits at once), and a failure to start is reported in
    * one line and exits with status 1. Tests set false and call `shutdown()`.
@@ -155,6 +163,12 @@ export interface RunningServer {
    * → flush logs. Idempotent.
    */
   shutdown(): Promise<void>;
+}
+
+/** A dependency's readiness, as `serve({ dependencies })` reads it (postgres/readiness.ts). */
+export interface DependencyReadiness {
+  readonly ready: boolean;
+  subscribe(listener: (ready: boolean) => void): () => void;
 }
 
 /** Raised when a port cannot be bound; its message names the port and its variable. */
@@ -352,14 +366,21 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       "per-client rate limit is on",
     );
   }
-  for (const r of registrations) health.set(r.service.typeName, ServingStatus.SERVING);
-  health.set("", ServingStatus.SERVING);
+  const dependencies = options.dependencies ?? [];
+  const servingStatus = () => (dependencies.every((d) => d.ready) ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+  for (const r of registrations) health.set(r.service.typeName, servingStatus());
+  health.set("", servingStatus());
   const stopReportingLoad = reportServerLoad({
     connections: () => limits.edge?.connections.open ?? limits.sessions.size,
     bufferedRequestBytes: () => limits.budget.used,
   });
 
   let shuttingDown: Promise<void> | undefined;
+  const unsubscribe = dependencies.map((d) =>
+    d.subscribe(() => {
+      if (shuttingDown === undefined) health.setAll(servingStatus());
+    }),
+  );
   const shutdown = () => {
     shuttingDown ??= (async () => {
       logger.info({ drain_delay_ms: settings.drainDelayMs }, `${name} shutting down`);
@@ -377,6 +398,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         rpc.destroy();
       }
       pool.close();
+      for (const stop of unsubscribe) stop();
+      await options.onShutdown?.().catch((err: unknown) => logger.warn({ err }, "closing at shutdown failed"));
       await shutdownTelemetry().catch((err: unknown) => logger.warn({ err }, "flushing telemetry failed"));
       await admin.close();
       stopReportingLoad();

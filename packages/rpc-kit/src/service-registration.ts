@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type HandlerContext, type MethodImplSpec, type ServiceImpl } from "@connectrpc/connect";
 import {
   type CallScope,
+  databaseTimeKey,
   forwardedHeadersKey,
   hopTimingsKey,
   iterateInCallScope,
@@ -27,6 +28,7 @@ export function callScopeOf(ctx: HandlerContext): CallScope {
     signal: ctx.signal,
     forwardedHeaders: ctx.values.get(forwardedHeadersKey),
     hopTimings: ctx.values.get(hopTimingsKey),
+    database: ctx.values.get(databaseTimeKey),
   };
 }
 
