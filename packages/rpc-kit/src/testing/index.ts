@@ -37,6 +37,14 @@ export {
   writeByRename,
   writeLikeKubelet,
 } from "./pki.ts";
+export {
+  embeddedServerUrl,
+  realServerSkipReason,
+  realServerUrl,
+  type TestServer,
+  testDatabase,
+  withClient,
+} from "./postgres.ts";
 export { connectionLocalPorts, cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
 export { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 
