@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createProfileService } from "@demo/profiles";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
@@ -8,12 +8,18 @@ import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { service as registration, serve } from "@demo/rpc-kit";
 import { captureLogger, createInMemoryClient, testServerSettings } from "@demo/rpc-kit/testing";
-import { createUserService, UserStore, type UserStoreOptions } from "@demo/users";
+import { createUserService, type UserStoreOptions } from "@demo/users";
+import { openTestUserStore, type TestUserStore } from "@demo/users/testing";
 import { createGatewayService } from "./service.ts";
 
-/** The whole chain in memory, counting the calls that reach users. */
-function chain(options: UserStoreOptions = {}) {
-  const store = new UserStore(options);
+const opened: TestUserStore[] = [];
+after(() => Promise.all(opened.map((t) => t.close())));
+
+/** The whole chain in memory (users on a fresh database of the embedded PostgreSQL), counting the calls that reach users. */
+async function chain(options: UserStoreOptions = {}) {
+  const t = await openTestUserStore(options);
+  opened.push(t);
+  const store = t.store;
   const counted = { calls: 0 };
   const usersImpl = createUserService(store);
   const users = createInMemoryClient(UserService, {
@@ -34,12 +40,12 @@ function violatedFields(e: unknown): string[] {
 
 describe("GatewayService", () => {
   it("returns a profile", async () => {
-    const { profile } = await chain().gateway.getProfile({ userId: "u-1" });
+    const { profile } = await (await chain()).gateway.getProfile({ userId: "u-1" });
     assert.equal(profile?.displayName, "Ada L.");
   });
 
   it("rejects malformed ids at the edge, and keeps NotFound for unknown ones", async () => {
-    const { gateway } = chain();
+    const { gateway } = await chain();
     for (const userId of ["", "u 1", "../etc", "x".repeat(65)]) {
       await assert.rejects(gateway.getProfile({ userId }), (e: unknown) => {
         assert.deepEqual(violatedFields(e), ["user_id"]);
@@ -53,7 +59,7 @@ describe("GatewayService", () => {
   });
 
   it("rejects plainly bad input at the edge without calling users", async () => {
-    const { gateway, counted } = chain();
+    const { gateway, counted } = await chain();
     await assert.rejects(gateway.createUser({ name: "", email: "not-an-email" }), (e: unknown) => {
       assert.deepEqual(violatedFields(e), ["name", "email"]);
       return true;
@@ -62,7 +68,7 @@ describe("GatewayService", () => {
   });
 
   it("relays the owner's field error for input the edge let through", async () => {
-    const { gateway, counted } = chain();
+    const { gateway, counted } = await chain();
     await assert.rejects(gateway.createUser({ name: "X", email: "x@b" }), (e: unknown) => {
       assert.deepEqual(violatedFields(e), ["email"]);
       return true;
@@ -71,7 +77,7 @@ describe("GatewayService", () => {
   });
 
   it("creates a user and answers AlreadyExists for a taken email", async () => {
-    const { gateway } = chain();
+    const { gateway } = await chain();
     const { user } = await gateway.createUser({ name: "Barbara Liskov", email: "barbara@example.com" });
     assert.equal(user?.id, "u-4");
     await assert.rejects(
@@ -81,7 +87,7 @@ describe("GatewayService", () => {
   });
 
   it("passes on a full user store as ResourceExhausted: HTTP 429, resource_exhausted, for a Connect caller", async () => {
-    const { gateway, profiles } = chain({ maxUsers: 3 });
+    const { gateway, profiles } = await chain({ maxUsers: 3 });
     await assert.rejects(gateway.createUser({ name: "Barbara Liskov", email: "barbara@example.com" }), (e: unknown) => {
       assert.equal((e as ConnectError).code, Code.ResourceExhausted, String(e));
       assert.equal((e as ConnectError).rawMessage, "the user store is full");
@@ -111,7 +117,7 @@ describe("GatewayService", () => {
 
   it("streams every profile", async () => {
     const ids: string[] = [];
-    for await (const { profile } of chain().gateway.listProfiles({})) ids.push(profile?.user?.id ?? "");
+    for await (const { profile } of (await chain()).gateway.listProfiles({})) ids.push(profile?.user?.id ?? "");
     assert.deepEqual(ids, ["u-1", "u-2", "u-3"]);
   });
 });

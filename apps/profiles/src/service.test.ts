@@ -1,31 +1,40 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { createInMemoryClient } from "@demo/rpc-kit/testing";
-import { createUserService, UserStore } from "@demo/users";
+import { createUserService } from "@demo/users";
+import { openTestUserStore, type TestUserStore } from "@demo/users/testing";
 import { createProfileService } from "./service.ts";
 
+/** users' real handlers and store, on a fresh database of the embedded PostgreSQL. */
+const opened: TestUserStore[] = [];
+after(() => Promise.all(opened.map((t) => t.close())));
+async function usersClient(maxUsers?: number) {
+  const t = await openTestUserStore(maxUsers === undefined ? {} : { maxUsers });
+  opened.push(t);
+  return createInMemoryClient(UserService, createUserService(t.store));
+}
+
 /** Profiles over the real users handlers, in memory. */
-function client() {
-  const users = createInMemoryClient(UserService, createUserService(new UserStore()));
-  return createInMemoryClient(ProfileService, createProfileService({ users }));
+async function client() {
+  return createInMemoryClient(ProfileService, createProfileService({ users: await usersClient() }));
 }
 
 const codeIs = (code: Code) => (e: unknown) => e instanceof ConnectError && e.code === code;
 
 describe("ProfileService", () => {
   it("composes a profile from the user", async () => {
-    const { profile } = await client().getProfile({ userId: "u-2" });
+    const { profile } = await (await client()).getProfile({ userId: "u-2" });
     assert.equal(profile?.user?.name, "Grace Hopper");
     assert.equal(profile?.displayName, "Grace H.");
     assert.equal(profile?.initials, "GH");
   });
 
   it("keeps the owner's NotFound", async () => {
-    await assert.rejects(client().getProfile({ userId: "u-42" }), (e: unknown) => {
+    await assert.rejects((await client()).getProfile({ userId: "u-42" }), (e: unknown) => {
       assert.ok(codeIs(Code.NotFound)(e));
       assert.equal((e as ConnectError).rawMessage, "user u-42 not found");
       return true;
@@ -33,7 +42,7 @@ describe("ProfileService", () => {
   });
 
   it("checks its own field before calling users", async () => {
-    await assert.rejects(client().getProfile({ userId: "" }), (e: unknown) => {
+    await assert.rejects((await client()).getProfile({ userId: "" }), (e: unknown) => {
       assert.ok(codeIs(Code.InvalidArgument)(e));
       assert.equal((e as ConnectError).findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field, "user_id");
       return true;
@@ -41,7 +50,7 @@ describe("ProfileService", () => {
   });
 
   it("creates a user and relays the owner's verdict on the caller's fields", async () => {
-    const profiles = client();
+    const profiles = await client();
     const { profile } = await profiles.createProfile({ name: "Barbara Liskov", email: "barbara@example.com" });
     assert.equal(profile?.user?.id, "u-4");
     assert.equal(profile?.initials, "BL");
@@ -57,7 +66,7 @@ describe("ProfileService", () => {
   });
 
   it("passes on users' ResourceExhausted for a full store, not Unavailable", async () => {
-    const users = createInMemoryClient(UserService, createUserService(new UserStore({ maxUsers: 3 })));
+    const users = await usersClient(3);
     const profiles = createInMemoryClient(ProfileService, createProfileService({ users }));
     await assert.rejects(profiles.createProfile({ name: "Barbara Liskov", email: "barbara@example.com" }), (e) => {
       assert.ok(codeIs(Code.ResourceExhausted)(e), String(e));
@@ -68,17 +77,17 @@ describe("ProfileService", () => {
 
   it("streams a profile per user, in order", async () => {
     const names: string[] = [];
-    for await (const { profile } of client().listProfiles({})) names.push(profile?.displayName ?? "");
+    for await (const { profile } of (await client()).listProfiles({})) names.push(profile?.displayName ?? "");
     assert.deepEqual(names, ["Ada L.", "Grace H.", "Alan T."]);
   });
 });
 
 describe("profileOf", () => {
   it("handles one-word and padded names", async () => {
-    const users = createInMemoryClient(UserService, createUserService(new UserStore({ seed: [] })));
+    const users = await usersClient();
     const profiles = createInMemoryClient(ProfileService, createProfileService({ users }));
-    await users.createUser({ name: "Plato", email: "plato@example.com" });
-    const { profile } = await profiles.getProfile({ userId: "u-1" });
+    const { user } = await users.createUser({ name: "Plato", email: "plato@example.com" });
+    const { profile } = await profiles.getProfile({ userId: user?.id ?? "" });
     assert.equal(profile?.displayName, "Plato");
     assert.equal(profile?.initials, "P");
   });

@@ -9,19 +9,19 @@ export { DEFAULT_MAX_USERS, UserStore, type UserStoreOptions } from "./user-stor
 /** demo.users.v1.UserService over a store. */
 export function createUserService(store: UserStore): ServiceImpl<typeof UserService> {
   return {
-    getUser(req) {
+    async getUser(req) {
       const violations = checkUserId(req.id);
       if (violations.length > 0) throw invalidArgument(violations);
-      const user = store.get(req.id);
+      const user = await store.get(req.id);
       if (user === undefined) throw new ConnectError(`user ${req.id} not found`, Code.NotFound);
       return { user };
     },
 
-    createUser(req, ctx) {
+    async createUser(req, ctx) {
       const violations = [...checkName(req.name), ...checkEmail(req.email)];
       if (violations.length > 0) throw invalidArgument(violations);
       try {
-        const user = store.create(req.name.trim(), req.email);
+        const user = await store.create(req.name.trim(), req.email);
         // created_by: the verified subject of the caller's token, carried from the edge (none with auth off).
         requestLogger(ctx).info({ user_id: user.id, created_by: callerIdentity(ctx)?.subject }, "user created");
         return { user };
@@ -37,7 +37,9 @@ export function createUserService(store: UserStore): ServiceImpl<typeof UserServ
     },
 
     async *listUsers(_req, ctx) {
-      for (const user of store.list()) {
+      // Pages are read as the stream is written: a slow reader holds no connection, and a reader
+      // that leaves (or the deadline) ends the next page's query.
+      for await (const user of store.list()) {
         if (ctx.signal.aborted) return;
         yield { user };
       }

@@ -1,0 +1,13 @@
+import { flushLogger, type Logger } from "@demo/rpc-kit";
+
+/** users' migrations: versioned SQL files, shipped beside dist/ in the image. */
+export const MIGRATIONS = new URL("../migrations/", import.meta.url);
+
+/** Reports a database that cannot be opened in one line, and exits 1. */
+export function cannotStart(logger: Logger): (err: unknown) => Promise<never> {
+  return async (err) => {
+    logger.fatal({ err }, `users cannot start: ${(err as Error).message}`);
+    await flushLogger(logger);
+    process.exit(1);
+  };
+}

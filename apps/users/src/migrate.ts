@@ -1,0 +1,20 @@
+/**
+ * Applies users' migrations and exits: `npm run migrate -w @demo/users`, or
+ * `node dist/migrate.js` in the image (a Kubernetes init container or Job),
+ * with DATABASE_URL set. Exits 0 when the schema is current, 1 with one line
+ * otherwise. The migrations take a lock: replicas starting at the same time
+ * (which apply them too) wait for it and find them done.
+ */
+import { createLogger, loadConfigOrExit, serverSettings } from "@demo/rpc-kit";
+import { databaseSettings, openDatabase } from "@demo/rpc-kit/postgres";
+import { cannotStart, MIGRATIONS } from "./database.ts";
+
+const config = loadConfigOrExit("users migrate", {
+  ...serverSettings({ port: 50051, adminPort: 9051 }),
+  ...databaseSettings(),
+});
+const logger = createLogger({ service: "users-migrate", level: config.logLevel, format: config.logFormat });
+const database = await openDatabase(config, { name: "users-migrate", migrations: MIGRATIONS, logger }).catch(
+  cannotStart(logger),
+);
+await database.close();
