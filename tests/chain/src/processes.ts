@@ -4,9 +4,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectionLocalPorts } from "@demo/rpc-kit/testing";
+import { connectionLocalPorts, testDatabase } from "@demo/rpc-kit/testing";
 
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -29,6 +30,8 @@ export interface ServiceProcess {
   readonly pid: number;
   readonly port: number;
   readonly adminPort: number;
+  /** users: the database it was given (its own, unless the test named one). */
+  readonly databaseUrl?: string | undefined;
   /** Parsed JSON log lines, in order. */
   readonly lines: Record<string, unknown>[];
   /** stdout and stderr as written. */
@@ -51,7 +54,11 @@ export interface SpawnOptions {
   readonly onLine?: (line: Record<string, unknown>) => void;
 }
 
-/** Spawns `apps/<name>/dist/main.js` with `env`; the child is killed if it is not listening within 15 s. */
+/**
+ * Spawns `apps/<name>/dist/main.js` with `env`. users without a DATABASE_URL
+ * would start an embedded PostgreSQL in the repository's `.data/` (the one
+ * `npm start` keeps): here it gets a throwaway folder instead.
+ */
 export function spawnService(
   name: ServiceName,
   env: Record<string, string>,
@@ -60,7 +67,12 @@ export function spawnService(
   const [command = process.execPath, ...args] = [...prefix, process.execPath, `apps/${name}/dist/main.js`];
   const child = spawn(command, args, {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? "", LOG_FORMAT: "json", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      LOG_FORMAT: "json",
+      EMBEDDED_DATABASE_DIR: join(tmpdir(), `chain-test-pg-${process.pid}-${++spawned}`),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -73,19 +85,37 @@ export function spawnService(
   return { child, output: () => output };
 }
 
+let spawned = 0;
+
+/**
+ * Starts a service and waits until it listens (15 s at most). users gets a
+ * fresh database of its own on the test process's PostgreSQL (see
+ * `testDatabase`), dropped when it stops, unless `env` names a DATABASE_URL
+ * (replicas sharing one store, a server a test stops and starts).
+ */
 export async function startService(
   name: ServiceName,
   env: Record<string, string> = {},
   options: SpawnOptions = {},
 ): Promise<ServiceProcess> {
+  const database = name === "users" && env.DATABASE_URL === undefined ? await testDatabase() : undefined;
   const { child, output } = spawnService(
     name,
-    { PORT: "0", ADMIN_PORT: "0", SHUTDOWN_DRAIN_DELAY_MS: "0", ...env },
+    {
+      PORT: "0",
+      ADMIN_PORT: "0",
+      SHUTDOWN_DRAIN_DELAY_MS: "0",
+      ...(database && { DATABASE_URL: database.url }),
+      ...env,
+    },
     options,
   );
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
+  ).then(async (result) => {
+    await database?.drop().catch(() => {});
+    return result;
+  });
   const lines: Record<string, unknown>[] = [];
   let buffered = "";
   let onListening: ((line: Record<string, unknown>) => void) | undefined;
@@ -130,6 +160,7 @@ export async function startService(
     pid: child.pid ?? -1,
     port: listening.port as number,
     adminPort: listening.admin_port as number,
+    ...(name === "users" && { databaseUrl: env.DATABASE_URL ?? database?.url }),
     lines,
     output,
     exited,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import * as net from "node:net";
 import { describe, it } from "node:test";
+import { testDatabase } from "@demo/rpc-kit/testing";
 import { spawnService } from "./processes.ts";
 
 async function run(env: Record<string, string>) {
@@ -22,15 +23,29 @@ describe("starting a service", () => {
     assert.doesNotMatch(text, /\n\s+at /, "no stack trace");
   });
 
+  it("refuses a DATABASE_URL that is not PostgreSQL's without repeating it (it holds a password)", async () => {
+    const { code, lines } = await run({ DATABASE_URL: "mysql://admin:hunter2-pw@db.internal:3306/users" });
+    assert.equal(code, 1);
+    const text = lines.join("\n");
+    assert.match(text, /DATABASE_URL: must start with postgres:\/\/ or postgresql:\/\//);
+    assert.doesNotMatch(text, /hunter2|db\.internal|admin/);
+  });
+
   it("says in one line which port is taken and which variable sets it", async () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, r));
     const port = (blocker.address() as net.AddressInfo).port;
     try {
-      const { code, lines } = await run({ PORT: String(port), ADMIN_PORT: "0" });
+      const database = await testDatabase();
+      const { code, lines } = await run({ PORT: String(port), ADMIN_PORT: "0", DATABASE_URL: database.url });
+      await database.drop();
       assert.equal(code, 1);
-      assert.equal(lines.length, 1, lines.join("\n"));
-      const line = JSON.parse(lines[0] ?? "{}") as { level: string; msg: string };
+      // The database opens first (its info lines); the failure itself is one line.
+      const problems = lines
+        .map((l) => JSON.parse(l) as { level: string; msg: string })
+        .filter((l) => l.level !== "info");
+      assert.equal(problems.length, 1, lines.join("\n"));
+      const line = problems[0] ?? { level: "", msg: "" };
       assert.equal(line.level, "fatal");
       assert.equal(line.msg, `users cannot start: port ${port} is already in use (set PORT to a free port)`);
     } finally {

@@ -71,11 +71,18 @@ describe("OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=
     await getProfile(chain, "u-2", `00-${unsampled}-00f067aa0ba902b7-00`);
     await getProfile(chain, "u-3", `00-${sampled}-00f067aa0ba902b7-01`);
 
-    const spans = await until("the sampled trace's 5 spans", () => {
+    const spans = await until("the sampled trace's 6 spans", () => {
       const found = receiver.spans.filter((s) => s.traceId === sampled);
-      return found.length >= 5 ? found : undefined;
+      return found.length >= 6 ? found : undefined;
     });
-    assert.deepEqual(spans.map((s) => s.service).sort(), ["gateway", "gateway", "profiles", "profiles", "users"]);
+    assert.deepEqual(spans.map((s) => s.service).sort(), [
+      "gateway",
+      "gateway",
+      "profiles",
+      "profiles",
+      "users",
+      "users", // its query
+    ]);
 
     // Not exported, yet each call still has one trace id across the three services' logs.
     const root = await newTraceAtGateway(chain, [unsampled, sampled]);
@@ -86,7 +93,7 @@ describe("OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=
     // Stopping flushes what each process had buffered: still only the sampled trace.
     await chain.stop();
     assert.deepEqual([...new Set(receiver.spans.map((s) => s.traceId))], [sampled]);
-    assert.equal(receiver.spans.length, 5);
+    assert.equal(receiver.spans.length, 6);
   });
 });
 

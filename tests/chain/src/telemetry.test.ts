@@ -40,11 +40,11 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
     const res = await fetch(`${chain.baseUrl}/demo.gateway.v1.GatewayService/GetProfile`, {
       method: "POST",
       headers: { "content-type": "application/json", traceparent: `00-${traceId}-${callerSpan}-01` },
-      body: JSON.stringify({ userId: "nobody" }),
+      body: JSON.stringify({ userId: "u-90017" }),
     });
     assert.equal(res.status, 404);
-    const spans = await until("5 spans", () => (spansOf(traceId).length >= 5 ? spansOf(traceId) : undefined));
-    assert.equal(spans.length, 5);
+    const spans = await until("6 spans", () => (spansOf(traceId).length >= 6 ? spansOf(traceId) : undefined));
+    assert.equal(spans.length, 6);
     // Exported as deployed: OTLP/HTTP in the SDK's default encoding, protobuf.
     assert.deepEqual(new Set(receiver.requests), new Set(["POST /v1/traces application/x-protobuf"]));
 
@@ -53,17 +53,35 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
     const profilesServer = one(spans, "profiles", SERVER);
     const profilesClient = one(spans, "profiles", CLIENT);
     const usersServer = one(spans, "users", SERVER);
+    const usersQuery = one(spans, "users", CLIENT);
     assert.equal(gatewayServer.parentSpanId, callerSpan);
     assert.equal(gatewayClient.parentSpanId, gatewayServer.spanId);
     assert.equal(profilesServer.parentSpanId, gatewayClient.spanId);
     assert.equal(profilesClient.parentSpanId, profilesServer.spanId);
     assert.equal(usersServer.parentSpanId, profilesClient.spanId);
+    assert.equal(usersQuery.parentSpanId, usersServer.spanId);
 
     assert.equal(gatewayServer.name, "demo.gateway.v1.GatewayService/GetProfile");
     assert.equal(gatewayClient.name, "demo.profiles.v1.ProfileService/GetProfile");
     assert.equal(profilesServer.name, "demo.profiles.v1.ProfileService/GetProfile");
     assert.equal(profilesClient.name, "demo.users.v1.UserService/GetUser");
     assert.equal(usersServer.name, "demo.users.v1.UserService/GetUser");
+    // The database hop: OpenTelemetry's database conventions; the query's text, never its values; a miss is no error.
+    assert.equal(usersQuery.name, "SELECT users");
+    assert.deepEqual(Object.fromEntries(Object.entries(usersQuery.attributes).filter(([k]) => k.startsWith("db."))), {
+      "db.system.name": "postgresql",
+      "db.namespace": new URL(chain.users.databaseUrl ?? "").pathname.slice(1),
+      "db.operation.name": "SELECT",
+      "db.collection.name": "users",
+      "db.query.text": "SELECT id, name, email, created_at FROM users WHERE id = $1",
+    });
+    assert.equal(usersQuery.attributes["server.address"], "127.0.0.1");
+    assert.equal(usersQuery.status.code ?? 0, 0);
+    assert.doesNotMatch(
+      JSON.stringify(spans.map((s) => [s.name, s.attributes])),
+      /90017|NOT-A-SECRET/,
+      "no parameter value or password in any span",
+    );
     // The edge was called with Connect (JSON), so its span speaks Connect's code names; every other span is gRPC.
     assert.deepEqual(gatewayServer.attributes, {
       "rpc.system.name": "connectrpc",
@@ -103,8 +121,8 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
       body: JSON.stringify({ userId: "u-1" }),
     });
     assert.equal(res.status, 200);
-    const spans = await until("5 spans", () => (spansOf(traceId).length >= 5 ? spansOf(traceId) : undefined));
-    assert.equal(spans.length, 5);
+    const spans = await until("6 spans", () => (spansOf(traceId).length >= 6 ? spansOf(traceId) : undefined));
+    assert.equal(spans.length, 6);
     for (const span of spans) assert.equal(span.traceState, tracestate, `${span.service} ${span.name}`);
   });
 
@@ -115,7 +133,7 @@ describe("one trace across three services, exported over OTLP/HTTP", () => {
       headers: { "content-type": "application/json", traceparent: `00-${traceId}-b7ad6b7169203331-01` },
       body: JSON.stringify({ userId: "u-1" }),
     });
-    const spans = await until("5 spans", () => (spansOf(traceId).length >= 5 ? spansOf(traceId) : undefined));
+    const spans = await until("6 spans", () => (spansOf(traceId).length >= 6 ? spansOf(traceId) : undefined));
     for (const [service, method] of [
       [chain.users, "GetUser"],
       [chain.profiles, "GetProfile"],

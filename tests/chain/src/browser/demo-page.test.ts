@@ -49,7 +49,11 @@ async function elapsedMs(call: Locator): Promise<number> {
   return Number(m[1]);
 }
 
-/** The call crossed gateway → profiles → users, each answering `code`, each hop's time inside its caller's. */
+/**
+ * The call crossed gateway → profiles → users, each answering `code`, and
+ * users' database (whose query succeeds, a miss included), each hop's time
+ * inside its caller's.
+ */
 function assertWholeChain(hops: Hop[], code: string): void {
   assert.deepEqual(
     hops.map((h) => [h.service, h.code]),
@@ -57,12 +61,13 @@ function assertWholeChain(hops: Hop[], code: string): void {
       ["gateway", code],
       ["profiles", code],
       ["users", code],
+      ["postgres", "ok"],
     ],
   );
   assertNested(hops);
 }
 
-/** Each hop contains the next: the gateway's time includes profiles', which includes users'. */
+/** Each hop contains the next: the gateway's time includes profiles', which includes users', which includes its queries'. */
 function assertNested(hops: Hop[]): void {
   for (let i = 1; i < hops.length; i++) {
     const outer = hops[i - 1] as Hop;
@@ -135,7 +140,7 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         await context?.close();
       });
 
-      it("shows the profile of u-1 with the three hops it crossed", async () => {
+      it("shows the profile of u-1 with the four hops it crossed", async () => {
         await page.getByLabel("User id").fill("u-1");
         await page.getByRole("button", { name: "Get profile" }).click();
         const call = await nextCall(page, shown++, "GetProfile");
@@ -148,7 +153,7 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assert.match((await call.locator("[data-trace-id]").textContent()) ?? "", /^[0-9a-f]{32}$/);
         // Beside the button, one line (a live region) says what happened and links to the details.
         const status = page.getByRole("region", { name: "Look up a profile" }).getByRole("status");
-        assert.match((await status.textContent()) ?? "", /^GetProfile: ok in [\d.]+ ms, 3 hops · details$/);
+        assert.match((await status.textContent()) ?? "", /^GetProfile: ok in [\d.]+ ms, 4 hops · details$/);
         assert.equal(
           await status.getByRole("link", { name: "details" }).getAttribute("href"),
           `#${await call.getAttribute("id")}`,
@@ -192,7 +197,7 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         );
         assert.deepEqual(
           (await hopsOf(call)).map((h) => h.service),
-          ["gateway", "profiles", "users"],
+          ["gateway", "profiles", "users", "postgres"],
         );
       });
 

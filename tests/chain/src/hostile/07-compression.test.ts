@@ -19,7 +19,6 @@ import {
 import {
   assertHeld,
   attackerAddress,
-  MiB,
   observe,
   RSS_CEILING,
   refusalCounted,
