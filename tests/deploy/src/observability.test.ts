@@ -19,8 +19,14 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }> | string[];
   build?: { context: string; args?: Record<string, string> };
 }
-const compose = load("docker-compose.yml") as { services: Record<string, ComposeService> };
+const compose = load("docker-compose.yml") as {
+  services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
+};
 const services = compose.services;
+
+/** A value with Compose's `${VAR:-default}` interpolations replaced by their defaults (what runs when VAR is unset). */
+const withDefaults = (value: string) => value.replace(/\$\{\w+:-([^}]*)\}/g, "$1");
 
 /** host:port → the compose service of that name, if it listens there (from its env, or the stack's known ports). */
 function envPort(service: ComposeService | undefined, variable: string): string | undefined {
@@ -122,10 +128,19 @@ function scrapeLabels(config: PrometheusConfig): string[] {
 }
 
 describe("docker-compose.yml", () => {
-  it("runs the three services and the observability stack, every image pinned", () => {
-    for (const name of ["users", "profiles", "gateway", "otel-collector", "jaeger", "prometheus", "grafana"]) {
+  it("runs the three services, their database and the observability stack, every image pinned", () => {
+    for (const name of [
+      "users",
+      "profiles",
+      "gateway",
+      "postgres",
+      "otel-collector",
+      "jaeger",
+      "prometheus",
+      "grafana",
+    ]) {
       assert.ok(services[name], `service ${name}`);
-      const image = services[name]?.image ?? "";
+      const image = withDefaults(services[name]?.image ?? "");
       assert.match(image, /^[\w./-]+:[\w.-]+$/, `${name} image has a tag`);
       assert.doesNotMatch(image, /:latest$/, `${name} image is not :latest`);
     }
@@ -154,6 +169,61 @@ describe("docker-compose.yml", () => {
     const published = services.gateway?.ports?.[0] ?? "";
     assert.match(published, /^(\$\{GATEWAY_PORT:-8080\}|8080):(\d+)$/);
     assert.equal(published.split(":").at(-1), envPort(services.gateway, "PORT"), "the gateway publishes its PORT");
+  });
+
+  it("runs users' PostgreSQL from the official image, tag pinned but overridable, on a named volume, never published", () => {
+    const postgres = services.postgres as ComposeService;
+    const tag = /^postgres:\$\{POSTGRES_TAG:-([^}]+)\}$/.exec(postgres.image ?? "")?.[1];
+    assert.ok(tag, `${postgres.image}: the official image, tag overridable with POSTGRES_TAG`);
+    assert.match(tag, /^\d+\.\d+-\w+$/, "an exact minor version and Debian release, e.g. 17.6-bookworm");
+    assert.equal(postgres.build, undefined, "never built here: the official image");
+    assert.equal(postgres.ports, undefined, "no host port: only the compose network reaches it");
+    const env = postgres.environment ?? {};
+    assert.deepEqual(Object.keys(env).sort(), ["POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_USER"]);
+    assert.equal(env.POSTGRES_USER, "users");
+    assert.equal(env.POSTGRES_DB, "users");
+    assert.match(env.POSTGRES_PASSWORD ?? "", /demo-only-NOT-A-SECRET/, "an obviously fake password");
+    // The image keeps its data in /var/lib/postgresql/data (PGDATA, unset here: the image's default).
+    const [volume, path, ...rest] = (postgres.volumes ?? [""])[0]?.split(":") ?? [];
+    assert.equal(postgres.volumes?.length, 1);
+    assert.equal(path, "/var/lib/postgresql/data");
+    assert.deepEqual(rest, [], "read-write");
+    assert.ok(
+      volume && compose.volumes && volume in compose.volumes,
+      `${volume} is a named volume (top-level volumes)`,
+    );
+
+    // Healthy once the server accepts TCP connections for that user and database.
+    const probe = postgres.healthcheck?.test ?? [];
+    assert.deepEqual(probe.slice(0, 2), ["CMD", "pg_isready"]);
+    const option = (flag: string) => probe[probe.indexOf(flag) + 1];
+    assert.equal(option("-h"), "127.0.0.1", "over TCP: the first start's temporary server listens on the socket only");
+    assert.equal(option("-p"), "5432");
+    assert.equal(option("-U"), env.POSTGRES_USER);
+    assert.equal(option("-d"), env.POSTGRES_DB);
+  });
+
+  it("gives users, and only users, a DATABASE_URL that names the postgres service, its user, password and database, and waits for it", () => {
+    const env = services.postgres?.environment ?? {};
+    const raw = envPort(services.users, "DATABASE_URL") ?? "";
+    const url = new URL(raw);
+    assert.equal(url.protocol, "postgres:");
+    assert.equal(url.hostname, "postgres", "the compose service");
+    assert.equal(url.port, "5432", "the port PostgreSQL listens on (PGPORT unset)");
+    assert.equal(decodeURIComponent(url.username), env.POSTGRES_USER);
+    assert.equal(decodeURIComponent(url.password), env.POSTGRES_PASSWORD);
+    assert.equal(url.pathname, `/${env.POSTGRES_DB}`);
+    assert.equal(url.search, "");
+    assert.deepEqual(((services.users?.depends_on ?? {}) as Record<string, unknown>).postgres, {
+      condition: "service_healthy",
+    });
+    for (const [name, service] of Object.entries(services)) {
+      if (name === "users" || name === "postgres") continue;
+      for (const [key, value] of Object.entries(service.environment ?? {})) {
+        assert.notEqual(key, "DATABASE_URL", `${name} has no database`);
+        assert.ok(!String(value).includes(env.POSTGRES_PASSWORD as string), `${name} ${key}: no database password`);
+      }
+    }
   });
 
   it("is accepted by docker-compose config, where docker-compose is installed", (t) => {
