@@ -1,8 +1,13 @@
 /**
  * The demo as users run it: images built from the Dockerfile, the three
- * services started by docker-compose, calls from the host through the whole
- * chain, a graceful stop of profiles under load, and a teardown that leaves
- * nothing behind. Fails with the compose logs when anything is wrong.
+ * services and users' PostgreSQL started by docker-compose, calls from the
+ * host through the whole chain, users created before a restart of users read
+ * back after it, a graceful stop of profiles under load, no database password
+ * in any log, and a teardown that leaves nothing behind. Fails with the
+ * compose logs when anything is wrong.
+ *
+ * PostgreSQL runs the stand-in that run.sh builds (the official image cannot
+ * be pulled here): compose.postgres-standin.yml swaps only its image.
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
@@ -26,10 +31,13 @@ async function freePort(): Promise<number> {
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const project = `rpcchaintest${process.pid}`;
 const SERVICES = ["users", "profiles", "gateway"];
+/** Started with them: users depends on it. */
+const DATABASE = "postgres";
+const FILES = ["-f", `${root}/docker-compose.yml`, "-f", `${root}/tests/deploy/docker/compose.postgres-standin.yml`];
 let gatewayPort = 0;
 
 function compose(args: string[], timeoutMs = 120_000): string {
-  return execFileSync("docker-compose", ["-p", project, "-f", `${root}/docker-compose.yml`, ...args], {
+  return execFileSync("docker-compose", ["-p", project, ...FILES, ...args], {
     cwd: root,
     encoding: "utf8",
     timeout: timeoutMs,
@@ -62,6 +70,28 @@ async function withLogs(body: () => Promise<void>): Promise<void> {
   }
 }
 
+/** Waits until the container of `service` reports healthy. */
+async function healthy(service: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const health = docker(["inspect", "-f", "{{.State.Health.Status}}", containerOf(service)]);
+    if (health === "healthy") return;
+    assert.ok(Date.now() < deadline, `${service} healthy within ${timeoutMs / 1000} s (is ${health})`);
+    await sleep(500);
+  }
+}
+
+/** A container's environment (docker inspect), as a map. */
+function envOf(service: string): Record<string, string> {
+  const lines = docker(["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", containerOf(service)]);
+  return Object.fromEntries(
+    lines
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+}
+
 const call = (method: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`http://127.0.0.1:${gatewayPort}/demo.gateway.v1.GatewayService/${method}`, {
     method: "POST",
@@ -81,16 +111,10 @@ describe("docker-compose: the three services in containers", () => {
           `image rpc-chain/${s}:0.1.0 ${docker(["image", "inspect", "-f", "{{.Size}}", `rpc-chain/${s}:0.1.0`])} bytes\n`,
         );
       }
+      // users' depends_on starts the database first and waits until it is healthy.
       compose(["up", "-d", ...SERVICES]);
-      const deadline = Date.now() + 120_000;
-      for (const s of SERVICES) {
-        for (;;) {
-          const health = docker(["inspect", "-f", "{{.State.Health.Status}}", containerOf(s)]);
-          if (health === "healthy") break;
-          assert.ok(Date.now() < deadline, `${s} healthy within 120 s (is ${health})`);
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      }
+      const upAt = Date.now();
+      for (const s of [DATABASE, ...SERVICES]) await healthy(s, 120_000 - (Date.now() - upAt));
     });
   });
 
@@ -148,6 +172,61 @@ describe("docker-compose: the three services in containers", () => {
         (m) => m[1],
       );
       assert.deepEqual(hops, ["gateway", "profiles", "users"]);
+    }));
+
+  it("keeps users in PostgreSQL: users created through the gateway are read back, same ids and emails, after users restarts", () =>
+    withLogs(async () => {
+      // The database on the compose network only, on its named volume.
+      const db = containerOf(DATABASE);
+      assert.equal(docker(["port", db]), "", "PostgreSQL publishes no host port");
+      const mounts = JSON.parse(docker(["inspect", "-f", "{{json .Mounts}}", db])) as {
+        Type: string;
+        Name: string;
+        Destination: string;
+      }[];
+      assert.deepEqual(
+        mounts.map((m) => `${m.Type} ${m.Name} ${m.Destination}`),
+        [`volume ${project}_postgres-data /var/lib/postgresql/data`],
+      );
+
+      const tag = `${process.pid}-${Date.now()}`;
+      const wanted = [
+        { name: "Grace Hopper", email: `grace.${tag}@example.com` },
+        { name: "Edsger Dijkstra", email: `edsger.${tag}@example.com` },
+      ];
+      const created: { id: string; name: string; email: string }[] = [];
+      for (const user of wanted) {
+        const res = await call("CreateUser", user);
+        const body = await res.text();
+        assert.equal(res.status, 200, `CreateUser: HTTP ${res.status} ${body}`);
+        const made = (JSON.parse(body) as { user: { id: string; name: string; email: string } }).user;
+        assert.match(made.id, /^u-\d+$/, "a database-assigned id");
+        assert.equal(made.email, user.email);
+        created.push(made);
+      }
+      assert.notEqual(created[0]?.id, created[1]?.id, "two users, two ids");
+
+      const users = containerOf("users");
+      const restartedAt = Date.now();
+      compose(["restart", "users"]);
+      await healthy("users", 60_000);
+      assert.equal(containerOf("users"), users, "the same container, restarted: its process memory is gone");
+      const startedAt = Date.parse(docker(["inspect", "-f", "{{.State.StartedAt}}", users]));
+      assert.ok(startedAt >= restartedAt - 1_000, "users' process started again");
+
+      for (const user of created) {
+        const res = await call("GetProfile", { userId: user.id });
+        const body = await res.text();
+        assert.equal(res.status, 200, `GetProfile ${user.id} after the restart: HTTP ${res.status} ${body}`);
+        const found = (JSON.parse(body) as { profile: { user: { id: string; name: string; email: string } } }).profile
+          .user;
+        assert.deepEqual(
+          { id: found.id, name: found.name, email: found.email },
+          { id: user.id, name: user.name, email: user.email },
+        );
+      }
+      // The seed is still there too.
+      assert.equal((await call("GetProfile", { userId: "u-1" })).status, 200);
     }));
 
   it("finishes every call started before profiles got SIGTERM from docker stop; only later ones may fail, Unavailable", () =>
@@ -248,5 +327,26 @@ describe("docker-compose: the three services in containers", () => {
         `SIGTERM drill: ${outcomes.length} calls, ${before.length} started before the signal (${inFlight.length} in flight), ` +
           `${later.filter((o) => o.code === "ok").length} OK and ${later.filter((o) => o.code !== "ok").length} Unavailable after it\n`,
       );
+    }));
+
+  it("writes the database password into no container's log", () =>
+    withLogs(async () => {
+      const password = envOf(DATABASE).POSTGRES_PASSWORD ?? "";
+      assert.match(password, /NOT-A-SECRET/, "the demo's fake password");
+      assert.ok(envOf("users").DATABASE_URL?.includes(`:${password}@`), "users got it in DATABASE_URL");
+      const ids = docker(["ps", "-a", "-q", "--filter", `label=com.docker.compose.project=${project}`]).split("\n");
+      assert.ok(ids.length >= 4, `${ids.length} containers: users, profiles, gateway, postgres`);
+      for (const id of ids) {
+        const name = docker(["inspect", "-f", "{{.Name}}", id]);
+        // stdout and stderr both: docker logs replays each on its own stream.
+        const { stdout, stderr } = await execFileAsync("docker", ["logs", id], { maxBuffer: 256 * 1024 * 1024 });
+        for (const [stream, text] of [
+          ["stdout", stdout],
+          ["stderr", stderr],
+        ] as const) {
+          assert.ok(!text.includes(password), `${name} ${stream}: no database password`);
+          assert.ok(!text.includes(encodeURIComponent(password)), `${name} ${stream}: not even URL-encoded`);
+        }
+      }
     }));
 });

@@ -226,6 +226,18 @@ describe("docker-compose.yml", () => {
     }
   });
 
+  it("the Docker test's override swaps only the postgres image, for the stand-in it builds", () => {
+    const override = load("tests/deploy/docker/compose.postgres-standin.yml") as {
+      services: Record<string, ComposeService>;
+    };
+    assert.deepEqual(Object.keys(override), ["services"]);
+    assert.deepEqual(Object.keys(override.services), ["postgres"]);
+    assert.deepEqual(Object.keys(override.services.postgres ?? {}), ["image"]);
+    const image = override.services.postgres?.image ?? "";
+    const run = readFileSync(`${root}/tests/deploy/docker/run.sh`, "utf8");
+    assert.ok(run.includes(`docker build -t ${image} `), `run.sh builds ${image}`);
+  });
+
   it("is accepted by docker-compose config, where docker-compose is installed", (t) => {
     try {
       execFileSync("docker-compose", ["version"], { stdio: "ignore" });
@@ -234,6 +246,13 @@ describe("docker-compose.yml", () => {
       return;
     }
     execFileSync("docker-compose", ["-f", `${root}/docker-compose.yml`, "config", "-q"], { stdio: "pipe" });
+    const withStandIn = [
+      "-f",
+      `${root}/docker-compose.yml`,
+      "-f",
+      `${root}/tests/deploy/docker/compose.postgres-standin.yml`,
+    ];
+    execFileSync("docker-compose", [...withStandIn, "config", "-q"], { stdio: "pipe" });
   });
 
   it("points the services at each other and at the collector by DNS name", () => {
