@@ -13,6 +13,7 @@
  * unknown field.
  */
 import { validate as deployment } from "kubernetes-models/_schemas/IoK8sApiAppsV1Deployment";
+import { validate as statefulSet } from "kubernetes-models/_schemas/IoK8sApiAppsV1StatefulSet";
 import { validate as horizontalPodAutoscaler } from "kubernetes-models/_schemas/IoK8sApiAutoscalingV2HorizontalPodAutoscaler";
 import { validate as configMap } from "kubernetes-models/_schemas/IoK8sApiCoreV1ConfigMap";
 import { validate as namespace } from "kubernetes-models/_schemas/IoK8sApiCoreV1Namespace";
@@ -39,6 +40,7 @@ export const SCHEMAS: Record<string, Validator> = {
   "v1/Secret": secret,
   "v1/Service": service,
   "apps/v1/Deployment": deployment,
+  "apps/v1/StatefulSet": statefulSet,
   "networking.k8s.io/v1/NetworkPolicy": networkPolicy,
   "autoscaling/v2/HorizontalPodAutoscaler": horizontalPodAutoscaler,
   "policy/v1/PodDisruptionBudget": podDisruptionBudget,
@@ -48,7 +50,8 @@ export const SCHEMAS: Record<string, Validator> = {
  * What is wrong with `o` by its kind's schema: every schema violation, and
  * every field the schema does not define (with its path). Empty when valid.
  */
-export function schemaProblems(o: Obj): string[] {
+export function schemaProblems(object: Obj): string[] {
+  const o = unwrapSecretData(object);
   const validate = SCHEMAS[`${o?.apiVersion}/${o?.kind}`];
   if (validate === undefined) return [`no schema for ${o?.apiVersion} ${o?.kind}`];
   const read = new Map<object, Set<string>>();
@@ -97,4 +100,18 @@ export function schemaProblems(o: Obj): string[] {
   };
   walk(o, "");
   return problems;
+}
+
+/**
+ * A Secret as the API server decodes it: kustomize writes a long value's
+ * base64 in lines of 76 characters, and the server's base64 decoding skips
+ * line breaks, while the schema's `byte` format allows none. Anything else
+ * that is not base64 still fails.
+ */
+function unwrapSecretData(o: Obj): Obj {
+  if (o?.apiVersion !== "v1" || o?.kind !== "Secret" || typeof o.data !== "object" || o.data === null) return o;
+  const data = Object.fromEntries(
+    Object.entries(o.data).map(([k, v]) => [k, typeof v === "string" ? v.replace(/\r?\n/g, "") : v]),
+  );
+  return { ...o, data };
 }

@@ -52,6 +52,16 @@ describe("k8s/overlays", { skip: kubectlMissing }, () => {
     const wrongType = structuredClone(deployment);
     wrongType.spec.replicas = "three";
     assert.ok(schemaProblems(wrongType).some((p) => p.startsWith("/spec/replicas")));
+    // Secret data: base64, in lines as kustomize writes long values, but base64.
+    const secret = (value: string) => ({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "s" },
+      data: { k: value },
+    });
+    const long = Buffer.from("x".repeat(100)).toString("base64");
+    assert.deepEqual(schemaProblems(secret(`${long.slice(0, 76)}\n${long.slice(76)}\n`)), []);
+    assert.deepEqual(schemaProblems(secret("not base64!")), ['/data/k: format {"format":"byte"}']);
   });
 });
 
