@@ -53,6 +53,14 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
         assert.equal(mount.readOnly, true);
         assert.equal(mount.subPath, undefined, `${name}: no subPath, or kubelet never updates the files`);
         assert.equal(d.spec.template.spec.securityContext.fsGroup, 1000, `${name}: the key is readable by the app`);
+        // An init container reads the same ConfigMap (TLS_* included): the same files.
+        for (const init of d.spec.template.spec.initContainers ?? []) {
+          assert.deepEqual(
+            init.volumeMounts,
+            container(d).volumeMounts,
+            `${name}/${init.name} mounts what ${name} does`,
+          );
+        }
         const data = configOf(d).data;
         assert.equal(data.TLS_CERT_FILE, "/etc/rpc-tls/tls.crt");
         assert.equal(data.TLS_KEY_FILE, "/etc/rpc-tls/tls.key");

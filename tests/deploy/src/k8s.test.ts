@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { parse } from "yaml";
 import { kubectlMissing, type Obj, overlays, render, root } from "./k8s-render.ts";
 import { schemaProblems } from "./k8s-schema.ts";
 
@@ -15,6 +16,35 @@ const CHAIN = ["gateway→profiles", "profiles→users"];
 const EDGE = "gateway";
 /** Cluster DNS: CoreDNS pods keep kube-dns's label, in kube-system. */
 const DNS_PEER = "ns{kubernetes.io/metadata.name=kube-system} pods{k8s-app=kube-dns}";
+/** The one Deployment with a database (DATABASE_URL, always from a Secret). */
+const DATABASE_CLIENT = "users";
+/**
+ * Where DATABASE_URL comes from when the overlay renders no such Secret: the
+ * one the operator creates for a managed database outside the cluster
+ * (overlays/production), reached on PostgreSQL's port at an address the
+ * operator narrows the egress to (until then: any, IPv4 and IPv6; a fork
+ * that narrows database-egress.yaml narrows MANAGED_DATABASE_PEERS with it).
+ */
+const OPERATOR_DATABASE_SECRET = { name: "users-database", key: "url" };
+const MANAGED_DATABASE_PEERS = ["ip{0.0.0.0/0}", "ip{::/0}"];
+const MANAGED_DATABASE_PORT = 5432;
+/** The volume types the restricted Pod Security Standard allows. */
+const RESTRICTED_VOLUMES = [
+  "configMap",
+  "csi",
+  "downwardAPI",
+  "emptyDir",
+  "ephemeral",
+  "persistentVolumeClaim",
+  "projected",
+  "secret",
+];
+
+/** docker-compose.yml's PostgreSQL image (`postgres:${POSTGRES_TAG:-<tag>}`) with its default tag: the cluster runs the same. */
+const COMPOSE_POSTGRES_IMAGE = (() => {
+  const compose = parse(readFileSync(`${root}/docker-compose.yml`, "utf8"), { merge: true });
+  return String(compose.services.postgres.image).replace(/\$\{\w+:-([^}]*)\}/g, "$1");
+})();
 
 const overlayNames = kubectlMissing ? [] : overlays();
 
@@ -70,8 +100,12 @@ for (const overlay of overlayNames) {
     const objects = render(`${root}/k8s/overlays/${overlay}`);
     const of = (kind: string) => objects.filter((o) => o.kind === kind);
     const deployments = of("Deployment");
+    const statefulSets = of("StatefulSet");
+    /** Everything that runs pods: the services (Deployments) and the database (StatefulSet, where the overlay runs one). */
+    const workloads = [...deployments, ...statefulSets];
     const services = of("Service");
     const configMaps = of("ConfigMap");
+    const secrets = of("Secret");
     const podOf = (d: Obj) => d.spec.template;
     const nameOf = (d: Obj): string => d.metadata.name;
     const initContainers = (d: Obj): Obj[] => podOf(d).spec.initContainers ?? [];
@@ -99,6 +133,63 @@ for (const overlay of overlayNames) {
       (c.ports ?? []).find((p: Obj) => p.containerPort === port || p.name === port)?.containerPort;
     const deploymentsSelectedBy = (selector: Record<string, string>) =>
       deployments.filter((d) => matches(selector, podOf(d).metadata.labels));
+    const workloadsSelectedBy = (selector: Record<string, string>) =>
+      workloads.filter((d) => matches(selector, podOf(d).metadata.labels));
+    /** Every container of a pod template, init containers first. */
+    const allContainers = (d: Obj): Obj[] => [...initContainers(d), ...containers(d)];
+    const decode = (value: string) => Buffer.from(value, "base64").toString();
+    /**
+     * An env var a container reads from a Secret: the reference, the Secret
+     * when the overlay renders it, and then the value.
+     */
+    const fromSecret = (c: Obj, name: string) => {
+      const ref = (c.env ?? []).find((e: Obj) => e.name === name)?.valueFrom?.secretKeyRef;
+      if (!ref) return undefined;
+      const secret: Obj | undefined = secrets.find((s) => s.metadata.name === ref.name);
+      const data: string | undefined = secret?.data?.[ref.key];
+      return { ref, secret, value: data === undefined ? undefined : decode(data) };
+    };
+    /**
+     * Where users' database is: in the cluster (the StatefulSet behind the
+     * Service that DATABASE_URL names, on the port it names) or, when the URL
+     * is the operator's, outside it.
+     */
+    const database = () => {
+      const clients = deployments.filter((d) => fromSecret(main(d), "DATABASE_URL"));
+      assert.deepEqual(clients.map(nameOf), [DATABASE_CLIENT], "the Deployments with a database");
+      const source = fromSecret(main(clients[0]), "DATABASE_URL");
+      assert.ok(source);
+      if (source.secret === undefined) {
+        assert.deepEqual(
+          { name: source.ref.name, key: source.ref.key },
+          OPERATOR_DATABASE_SECRET,
+          "DATABASE_URL from a Secret the overlay does not render: the operator's",
+        );
+        return { inCluster: false as const };
+      }
+      assert.ok(source.value, `Secret ${source.ref.name} has the key ${source.ref.key}`);
+      const url = new URL(source.value);
+      const what = `DATABASE_URL (Secret ${source.ref.name} ${source.ref.key})`;
+      assert.equal(url.protocol, "postgres:", `${what}: a postgres:// URL`);
+      const host = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local$/.exec(url.hostname);
+      assert.ok(host, `${what} names a Service by its cluster DNS name`);
+      const [, name, namespace] = host;
+      assert.equal(namespace, NAMESPACE, `${what}: the namespace`);
+      const service = services.find((s) => s.metadata.name === name);
+      assert.ok(service, `${what}: Service ${name} exists`);
+      assert.equal(service.spec.clusterIP, "None", `${what}: Service ${name} is headless`);
+      const servicePort = service.spec.ports.find((p: Obj) => p.port === Number(url.port));
+      assert.ok(servicePort, `${what}: ${url.port} is a port of Service ${name}`);
+      assert.equal(servicePort.name, "postgres", `${what}: ${url.port} is Service ${name}'s postgres port`);
+      const selected = workloadsSelectedBy(service.spec.selector);
+      assert.equal(selected.length, 1, `${what}: Service ${name} selects one workload`);
+      const server = selected[0] as Obj;
+      assert.equal(server.kind, "StatefulSet", `${what}: the database is a StatefulSet`);
+      assert.equal(server.spec.serviceName, name, `${what}: Service ${name} governs StatefulSet ${nameOf(server)}`);
+      const port = portOf(main(server), servicePort.targetPort);
+      assert.equal(port, portOf(main(server), "postgres"), `${what}: ${name}:${url.port} → the postgres containerPort`);
+      return { inCluster: true as const, client: nameOf(clients[0]), server, url, port: port as number };
+    };
 
     /**
      * The calls the manifests make: each *_ADDR of a Deployment's containers,
@@ -178,12 +269,23 @@ for (const overlay of overlayNames) {
         }
         assert.match(main(d).image, new RegExp(`(^|/)rpc-chain/${nameOf(d)}:`), `${nameOf(d)} runs its own image`);
       }
+      // Third-party images (the database): an exact version and variant, the version label that version.
+      for (const s of statefulSets) {
+        const labels = podOf(s).metadata.labels;
+        assert.equal(s.metadata.labels["app.kubernetes.io/name"], nameOf(s));
+        assert.equal(labels["app.kubernetes.io/name"], nameOf(s));
+        for (const c of allContainers(s)) {
+          const version = /^[a-z0-9][a-z0-9./-]*:(\d+\.\d+(?:\.\d+)?)(?:-[a-z0-9]+)?$/.exec(c.image)?.[1];
+          assert.ok(version, `${nameOf(s)}/${c.name}: ${c.image} is pinned to a version`);
+          assert.equal(labels["app.kubernetes.io/version"], version, `${nameOf(s)}/${c.name}: the version label`);
+        }
+      }
     });
 
-    it("selects the pods of exactly one Deployment with each Service, on ports the pods open", () => {
+    it("selects the pods of exactly one Deployment or StatefulSet with each Service, on ports the pods open", () => {
       for (const s of services) {
-        const selected = deploymentsSelectedBy(s.spec.selector);
-        assert.equal(selected.length, 1, `Service ${s.metadata.name} selects one Deployment`);
+        const selected = workloadsSelectedBy(s.spec.selector);
+        assert.equal(selected.length, 1, `Service ${s.metadata.name} selects one workload`);
         const d = selected[0] as Obj;
         const ports: Obj[] = containers(d).flatMap((c) => c.ports ?? []);
         for (const p of s.spec.ports) {
@@ -201,21 +303,32 @@ for (const overlay of overlayNames) {
           }
         }
       }
-      for (const d of deployments.filter((x) => nameOf(x) !== EDGE)) {
+      for (const d of workloads.filter((x) => nameOf(x) !== EDGE)) {
         const s = services.find((x) => x.metadata.name === nameOf(d));
         assert.equal(s?.spec.clusterIP, "None", `${nameOf(d)} is headless`);
       }
+      // A StatefulSet's governing Service: the one of its name, selecting it.
+      for (const d of statefulSets) assert.equal(d.spec.serviceName, nameOf(d), `${nameOf(d)}: serviceName`);
     });
 
     it("gives every container its probes, resources and restricted securityContext, every pod a graceful stop", () => {
-      for (const d of deployments) {
+      for (const d of workloads) {
         const pod = podOf(d).spec;
         const name = nameOf(d);
         assert.equal(pod.securityContext?.runAsNonRoot, true, `${name}: pod runAsNonRoot`);
+        assert.ok(pod.securityContext?.runAsUser > 0, `${name}: a non-root uid, so that runAsNonRoot can be checked`);
         assert.equal(pod.securityContext?.seccompProfile?.type, "RuntimeDefault", `${name}: seccomp`);
         assert.equal(pod.automountServiceAccountToken, false, `${name} mounts no token`);
         for (const host of ["hostNetwork", "hostPID", "hostIPC"]) assert.notEqual(pod[host], true, `${name}: ${host}`);
-        for (const c of [...initContainers(d), ...containers(d)]) {
+        for (const v of pod.volumes ?? []) {
+          const types = Object.keys(v).filter((k) => k !== "name");
+          assert.equal(types.length, 1, `${name} volume ${v.name}: one type`);
+          assert.ok(
+            RESTRICTED_VOLUMES.includes(types[0] as string),
+            `${name} volume ${v.name}: ${types[0]} is restricted-safe`,
+          );
+        }
+        for (const c of allContainers(d)) {
           const who = `${name}/${c.name}`;
           assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory, `${who} requests`);
           assert.ok(c.resources?.limits?.cpu && c.resources.limits.memory, `${who} limits`);
@@ -226,8 +339,18 @@ for (const overlay of overlayNames) {
           assert.notEqual(sc.privileged, true, `${who} privileged`);
           assert.deepEqual(sc.capabilities?.drop, ["ALL"], `${who} drops ALL capabilities`);
           assert.equal(sc.capabilities?.add, undefined, `${who} adds no capability`);
+          assert.equal(sc.seccompProfile?.type ?? "RuntimeDefault", "RuntimeDefault", `${who} seccomp`);
+          assert.ok(sc.runAsUser === undefined || sc.runAsUser > 0, `${who} runAsUser`);
+          for (const p of c.ports ?? []) assert.equal(p.hostPort, undefined, `${who} port ${p.name}: no hostPort`);
           // A plain init container runs to completion: no probes, no ports, no stop.
           if (initContainers(d).includes(c) && c.restartPolicy !== "Always") continue;
+          for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+            assert.ok(c[kind], `${who} ${kind}`);
+            const handlers = ["grpc", "httpGet", "tcpSocket", "exec"].filter((h) => c[kind][h]);
+            assert.equal(handlers.length, 1, `${who} ${kind}: one handler`);
+          }
+          // The database's probes and stop are its own: checked with it, below.
+          if (d.kind !== "Deployment") continue;
 
           const env = envOf(c);
           const rpc = portOf(c, "rpc");
@@ -271,21 +394,24 @@ for (const overlay of overlayNames) {
     it("caps Node's heap so that each service stays inside its container's memory limit", () => {
       const image = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(`${root}/Dockerfile`, "utf8"))?.[1];
       assert.ok(image, "the Dockerfile sets NODE_OPTIONS");
+      // Every container that runs the app's image (the migrate init container too: the same Node flags).
       for (const d of deployments) {
-        const c = main(d);
-        const options: string = c.env?.find((e: Obj) => e.name === "NODE_OPTIONS")?.value ?? image;
-        const flag = (name: string) => Number(new RegExp(`--${name}=(\\d+)`).exec(options)?.[1]);
-        const oldSpace = flag("max-old-space-size");
-        const semiSpace = flag("max-semi-space-size");
-        assert.ok(oldSpace > 0 && semiSpace > 0, `${nameOf(d)}: both heap caps in "${options}"`);
-        // Old space at most 75% of the limit; with the young generation (two semi-spaces) at most 90%,
-        // leaving the rest for code, buffers and native memory.
-        const limit = mebibytes(c.resources.limits.memory);
-        assert.ok(oldSpace <= 0.75 * limit, `${nameOf(d)}: old space ${oldSpace} MB, limit ${limit} MiB`);
-        assert.ok(
-          oldSpace + 2 * semiSpace <= 0.9 * limit,
-          `${nameOf(d)}: heap ${oldSpace + 2 * semiSpace} MB, limit ${limit} MiB`,
-        );
+        for (const c of allContainers(d).filter((x) => x.image === main(d).image)) {
+          const who = `${nameOf(d)}/${c.name}`;
+          const options: string = c.env?.find((e: Obj) => e.name === "NODE_OPTIONS")?.value ?? image;
+          const flag = (name: string) => Number(new RegExp(`--${name}=(\\d+)`).exec(options)?.[1]);
+          const oldSpace = flag("max-old-space-size");
+          const semiSpace = flag("max-semi-space-size");
+          assert.ok(oldSpace > 0 && semiSpace > 0, `${who}: both heap caps in "${options}"`);
+          // Old space at most 75% of the limit; with the young generation (two semi-spaces) at most 90%,
+          // leaving the rest for code, buffers and native memory.
+          const limit = mebibytes(c.resources.limits.memory);
+          assert.ok(oldSpace <= 0.75 * limit, `${who}: old space ${oldSpace} MB, limit ${limit} MiB`);
+          assert.ok(
+            oldSpace + 2 * semiSpace <= 0.9 * limit,
+            `${who}: heap ${oldSpace + 2 * semiSpace} MB, limit ${limit} MiB`,
+          );
+        }
       }
     });
 
@@ -331,7 +457,179 @@ for (const overlay of overlayNames) {
       }
     });
 
-    it("denies by default and allows exactly the calls of the chain, the edge, DNS and OTLP", () => {
+    it("reads DATABASE_URL from a Secret, and migrates first in an init container with users' image, env, files and securityContext", () => {
+      const readers = workloads.flatMap((d) =>
+        allContainers(d)
+          .filter((c) => (c.env ?? []).some((e: Obj) => e.name === "DATABASE_URL"))
+          .map((c) => `${nameOf(d)}/${c.name}`),
+      );
+      assert.deepEqual(readers.sort(), [`${DATABASE_CLIENT}/migrate`, `${DATABASE_CLIENT}/${DATABASE_CLIENT}`]);
+      const users = deployments.find((d) => nameOf(d) === DATABASE_CLIENT);
+      const app = main(users);
+      const source = fromSecret(app, "DATABASE_URL");
+      assert.ok(source, "DATABASE_URL from a secretKeyRef");
+      assert.notEqual(source.ref.optional, true, "users does not start without it");
+      if (overlay === "production") {
+        assert.deepEqual({ name: source.ref.name, key: source.ref.key }, OPERATOR_DATABASE_SECRET);
+        assert.equal(source.secret, undefined, "the operator creates it, never the repo");
+      } else {
+        assert.ok(source.secret, `Secret ${source.ref.name} is rendered`);
+        assert.ok(source.value, `Secret ${source.ref.name} has the key ${source.ref.key}`);
+      }
+
+      // Before users starts, in every pod: a plain init container (runs to completion, or the pod never serves).
+      assert.deepEqual(
+        initContainers(users).map((c) => c.name),
+        ["migrate"],
+      );
+      const migrate = initContainers(users)[0];
+      assert.deepEqual(migrate.command, ["node", "dist/migrate.js"]);
+      assert.equal(migrate.args, undefined);
+      assert.equal(migrate.restartPolicy, undefined, "not a sidecar");
+      for (const field of ["image", "imagePullPolicy", "envFrom", "env", "securityContext", "volumeMounts"]) {
+        assert.deepEqual(migrate[field], app[field], `migrate's ${field} is users'`);
+      }
+      assert.ok(migrate.resources?.limits?.memory, "migrate's resources");
+      for (const probe of ["startupProbe", "readinessProbe", "livenessProbe", "lifecycle", "ports"]) {
+        assert.equal(migrate[probe], undefined, `migrate has no ${probe}`);
+      }
+    });
+
+    it("refers only to Secrets and keys that exist (or to the operator's), and keeps every password out of ConfigMaps and plain env", () => {
+      for (const d of workloads) {
+        for (const c of allContainers(d)) {
+          for (const e of c.env ?? []) {
+            const who = `${nameOf(d)}/${c.name} ${e.name}`;
+            const ref = e.valueFrom?.secretKeyRef;
+            if (/PASSWORD|DATABASE_URL/.test(e.name)) assert.ok(ref, `${who}: from a Secret`);
+            if (!ref) continue;
+            const secret = secrets.find((x) => x.metadata.name === ref.name);
+            if (secret) {
+              assert.ok(ref.key in (secret.data ?? {}), `${who}: Secret ${ref.name} has the key ${ref.key}`);
+            } else {
+              assert.equal(overlay, "production", `${who}: Secret ${ref.name} is rendered`);
+              assert.deepEqual({ name: ref.name, key: ref.key }, OPERATOR_DATABASE_SECRET, `${who}: the operator's`);
+            }
+          }
+          for (const from of c.envFrom ?? [])
+            assert.equal(from.secretRef, undefined, `${nameOf(d)}/${c.name}: no envFrom Secret`);
+        }
+      }
+      // Every value of every Secret (and the password inside any URL there) stays out of ConfigMaps and plain env values.
+      const secretValues = secrets.flatMap((x) =>
+        Object.values((x.data ?? {}) as Record<string, string>).flatMap((v) => {
+          const value = decode(v);
+          const url = URL.canParse(value) ? new URL(value) : undefined;
+          return url?.password ? [value, decodeURIComponent(url.password)] : [value];
+        }),
+      );
+      const plain: [string, string][] = [
+        ...configMaps.flatMap((m) =>
+          Object.entries((m.data ?? {}) as Record<string, string>).map(
+            ([k, v]) => [`ConfigMap ${m.metadata.name} ${k}`, `${k}=${v}`] as [string, string],
+          ),
+        ),
+        ...workloads.flatMap((d) =>
+          allContainers(d).flatMap((c) =>
+            (c.env ?? [])
+              .filter((e: Obj) => typeof e.value === "string")
+              .map((e: Obj) => [`${nameOf(d)}/${c.name} env ${e.name}`, `${e.name}=${e.value}`] as [string, string]),
+          ),
+        ),
+      ];
+      for (const [where, text] of plain) {
+        assert.doesNotMatch(text, /^[^=]*(PASSWORD|DATABASE_URL)[^=]*=/, `${where}: a Secret's business`);
+        assert.doesNotMatch(text, /:\/\/[^/\s:@]*:[^/\s@]+@/, `${where}: no URL with a password`);
+        for (const secret of secretValues) assert.ok(!text.includes(secret), `${where}: no Secret's value`);
+      }
+    });
+
+    if (overlay === "production") {
+      it("runs no database in the cluster: users' is the operator's, outside", () => {
+        assert.deepEqual(statefulSets.map(nameOf), []);
+        assert.equal(database().inCluster, false);
+      });
+    } else {
+      it("runs users' PostgreSQL: a StatefulSet on a claimed volume behind the headless Service DATABASE_URL names", () => {
+        const db = database();
+        assert.ok(db.inCluster, "the database in the cluster");
+        const { server, url, port } = db;
+        const c = main(server);
+        const pod = podOf(server).spec;
+        assert.equal(server.spec.replicas, 1, "one server: no replication here");
+        assert.equal(c.image, COMPOSE_POSTGRES_IMAGE, "the image and tag docker-compose.yml runs");
+        assert.equal(port, 5432, "PostgreSQL's port (PGPORT unset)");
+        const env = envOf(c);
+        assert.equal(env.PGPORT, undefined);
+        assert.deepEqual(
+          containers(server).map((x) => x.name),
+          [nameOf(server)],
+        );
+        assert.deepEqual(initContainers(server), []);
+
+        // The URL's user, password and database are the ones the image creates on the first start.
+        assert.equal(decodeURIComponent(url.username), env.POSTGRES_USER, "DATABASE_URL's user");
+        assert.equal(url.pathname, `/${env.POSTGRES_DB}`, "DATABASE_URL's database");
+        const password = fromSecret(c, "POSTGRES_PASSWORD");
+        assert.ok(password?.value, "POSTGRES_PASSWORD from a rendered Secret");
+        assert.equal(decodeURIComponent(url.password), password.value, "DATABASE_URL's password");
+        assert.match(password.value, /demo-only-NOT-A-SECRET/, "an obviously fake password");
+
+        // The image's postgres user (uid/gid 999) owns the claimed volume.
+        assert.equal(pod.securityContext.runAsUser, 999);
+        assert.equal(pod.securityContext.runAsGroup, 999);
+        assert.equal(pod.securityContext.fsGroup, 999);
+        const claims: Obj[] = server.spec.volumeClaimTemplates ?? [];
+        assert.equal(claims.length, 1, "one claim per replica");
+        const claim = claims[0];
+        assert.deepEqual(claim.spec.accessModes, ["ReadWriteOnce"]);
+        assert.ok(claim.spec.resources.requests.storage, "a size");
+        const mounts: Obj[] = c.volumeMounts ?? [];
+        const data = mounts.find((m) => m.name === claim.metadata.name);
+        assert.ok(data, `the claim ${claim.metadata.name} is mounted`);
+        assert.equal(data.readOnly, undefined);
+        assert.equal(data.subPath, undefined);
+        assert.ok(
+          env.PGDATA?.startsWith(`${data.mountPath}/`),
+          `PGDATA ${env.PGDATA} is a directory inside the volume`,
+        );
+        // Everything else it writes goes to emptyDirs: the root filesystem is read-only.
+        const volumes: Obj[] = pod.volumes ?? [];
+        for (const m of mounts.filter((x) => x !== data)) {
+          assert.ok(volumes.find((v) => v.name === m.name)?.emptyDir, `${m.mountPath}: an emptyDir`);
+        }
+        assert.deepEqual(
+          mounts
+            .filter((x) => x !== data)
+            .map((m) => m.mountPath)
+            .sort(),
+          ["/tmp", "/var/run/postgresql"],
+          "the socket directory and /tmp",
+        );
+
+        // Ready, alive and started: the server accepts connections over TCP on its port.
+        const isReady = [
+          "pg_isready",
+          "-h",
+          "127.0.0.1",
+          "-p",
+          String(port),
+          "-U",
+          env.POSTGRES_USER,
+          "-d",
+          env.POSTGRES_DB,
+        ];
+        for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+          assert.deepEqual(c[kind].exec?.command, isReady, `${kind}`);
+          assert.ok(c[kind].timeoutSeconds >= 3, `${kind}: time for pg_isready's own timeout`);
+        }
+        assert.deepEqual(c.lifecycle?.preStop?.exec?.command, ["pg_ctl", "stop", "--mode=fast", "--wait"]);
+        assert.ok(pod.terminationGracePeriodSeconds >= 30, "time for the shutdown checkpoint");
+        assert.equal(c.imagePullPolicy, "IfNotPresent", "the official image, pulled once");
+      });
+    }
+
+    it("denies by default and allows exactly the calls of the chain, users' database, the edge, DNS and OTLP", () => {
       const policies = of("NetworkPolicy");
       const deny = policies.filter(
         (p) => Object.keys(p.spec.podSelector).length === 0 && !p.spec.ingress && !p.spec.egress,
@@ -345,9 +643,16 @@ for (const overlay of overlayNames) {
         const labels = Object.entries(s.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
         return `{${labels.sort().join(",")}}`;
       };
-      /** A peer: pods of this namespace, or pods of the namespaces a namespaceSelector picks. */
+      /**
+       * A peer: pods of this namespace, or pods of the namespaces a namespaceSelector picks;
+       * an address block only where the expected list has one (a managed database outside the cluster).
+       */
       const peer = (p: Obj, what: string): string => {
-        assert.equal(p.ipBlock, undefined, `${what}: no ipBlock (select pods, not addresses)`);
+        if (p.ipBlock) {
+          assert.ok(!p.podSelector && !p.namespaceSelector, `${what}: an ipBlock alone`);
+          assert.equal(p.ipBlock.except, undefined, `${what}: no except`);
+          return `ip{${p.ipBlock.cidr}}`;
+        }
         assert.ok(p.podSelector || p.namespaceSelector, `${what}: an empty peer`);
         const pods = `pods${p.podSelector ? selector(p.podSelector, what) : "{}"}`;
         return p.namespaceSelector ? `ns${selector(p.namespaceSelector, what)} ${pods}` : pods;
@@ -370,7 +675,7 @@ for (const overlay of overlayNames) {
         if (p.spec.ingress) assert.ok(types.includes("Ingress"), `${name}: policyTypes has Ingress`);
         if (p.spec.egress) assert.ok(types.includes("Egress"), `${name}: policyTypes has Egress`);
         const labels = p.spec.podSelector.matchLabels ?? {};
-        assert.ok(deploymentsSelectedBy(labels).length > 0, `${name} applies to pods of a Deployment`);
+        assert.ok(workloadsSelectedBy(labels).length > 0, `${name} applies to pods of a Deployment or StatefulSet`);
         (p.spec.egress ?? []).forEach((rule: Obj, i: number) => {
           const what = `${name} egress[${i}]`;
           assert.ok(rule.to?.length, `${what}: no peers (to) allows every destination`);
@@ -396,7 +701,17 @@ for (const overlay of overlayNames) {
       const otlp = /^http:\/\/([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$/.exec([...endpoints][0] ?? "");
       assert.ok(otlp);
       const [, collector, collectorNamespace, collectorPort] = otlp;
+      // users → its database: the StatefulSet DATABASE_URL leads to, on its port, both ways; or, outside
+      // the cluster, the managed database's port at the addresses the operator narrows.
+      const db = database();
+      const databaseRules = db.inCluster
+        ? [
+            `egress ${app(db.client)} → ${app(nameOf(db.server))} TCP/${db.port}`,
+            `ingress ${app(nameOf(db.server))} ← ${app(db.client)} TCP/${db.port}`,
+          ]
+        : MANAGED_DATABASE_PEERS.map((to) => `egress ${app(DATABASE_CLIENT)} → ${to} TCP/${MANAGED_DATABASE_PORT}`);
       const expected = [
+        ...databaseRules,
         ...calls.flatMap((c) => [
           `egress ${app(c.from)} → ${app(c.to)} TCP/${c.port}`,
           `ingress ${app(c.to)} ← ${app(c.from)} TCP/${c.port}`,
@@ -429,8 +744,9 @@ for (const overlay of overlayNames) {
       it("runs one replica of each, from local images, with only the gateway's public port on a NodePort", () => {
         for (const d of deployments) {
           assert.equal(d.spec.replicas, 1);
-          for (const c of containers(d)) assert.equal(c.imagePullPolicy, "Never");
+          for (const c of allContainers(d)) assert.equal(c.imagePullPolicy, "Never", `${nameOf(d)}/${c.name}`);
         }
+        for (const d of statefulSets) assert.equal(d.spec.replicas, 1);
         const gateway = services.find((s) => s.metadata.name === "gateway");
         assert.equal(gateway.spec.type, "NodePort");
         assert.deepEqual(
