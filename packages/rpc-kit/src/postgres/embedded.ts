@@ -35,11 +35,13 @@ export async function startEmbeddedPostgres(options: {
   readonly dir: string;
   readonly persistent: boolean;
   readonly logger: Logger;
+  /** The port on 127.0.0.1; default a free one (a test that restarts a server passes its old one). */
+  readonly port?: number;
 }): Promise<EmbeddedPostgres> {
   const EmbeddedPostgresClass = await importEmbeddedPostgres();
   const dir = resolve(options.dir);
   await mkdir(dir, { recursive: true });
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const server = new EmbeddedPostgresClass({
     databaseDir: dir,
     port,

@@ -8,6 +8,8 @@ import { execFileSync } from "node:child_process";
 export interface IsolatedHost {
   /** Address of the namespace's end, where its services listen. */
   readonly address: string;
+  /** Address of this side's end: what the namespace's services reach this host at. */
+  readonly outsideAddress: string;
   /** Prefix that runs a command inside the namespace. */
   readonly prefix: readonly string[];
   /** Takes this side's end of the link down: packets to `address` no longer leave. */
@@ -52,6 +54,7 @@ export function createIsolatedHost(): IsolatedHost | { readonly unavailable: str
   }
   return {
     address: `${subnet}.2`,
+    outsideAddress: `${subnet}.1`,
     prefix: ["ip", "netns", "exec", ns],
     cut: () => ip("link", "set", outside, "down"),
     restore: () => ip("link", "set", outside, "up"),

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { leaksOf } from "../leaks.ts";
 import { type ServiceProcess, startService } from "../processes.ts";
+import { testDatabase } from "@demo/rpc-kit/testing";
 import { createIsolatedHost, type IsolatedHost } from "./netns.ts";
+import { type TcpForward, tcpForward } from "./tcp-forward.ts";
 import { countByCode, recoveryMs, sleep, steadyLoad } from "./steady-load.ts";
 
 const DEADLINE_MS = 1_000;
@@ -17,10 +19,18 @@ describe("drill: the link to users (in its own network namespace) is cut under l
   let users: ServiceProcess;
   let profiles: ServiceProcess;
   let gateway: ServiceProcess;
+  let database: { url: string; drop(): Promise<void> };
+  let relay: TcpForward;
 
   before(async () => {
     const h = host as IsolatedHost;
-    users = await startService("users", { HOST: h.address }, { prefix: h.prefix });
+    // users' database is on this host's loopback: the namespace reaches it over the link the drill cuts.
+    database = await testDatabase();
+    const url = new URL(database.url);
+    relay = await tcpForward(h.outsideAddress, { host: url.hostname, port: Number(url.port) });
+    url.hostname = h.outsideAddress;
+    url.port = String(relay.port);
+    users = await startService("users", { HOST: h.address, DATABASE_URL: url.toString() }, { prefix: h.prefix });
     profiles = await startService("profiles", {
       USERS_ADDR: `${h.address}:${users.port}`,
       // What a black-holed endpoint may cost a call before the kit gives up on it.
@@ -31,6 +41,8 @@ describe("drill: the link to users (in its own network namespace) is cut under l
   after(async () => {
     host?.restore();
     await Promise.all([gateway?.stop(), profiles?.stop(), users?.stop()]);
+    await relay?.close();
+    await database?.drop();
     host?.destroy();
   });
 

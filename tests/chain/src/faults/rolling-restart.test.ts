@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { freePort } from "@demo/rpc-kit/testing";
+import { freePort, testDatabase } from "@demo/rpc-kit/testing";
 import { type DnsServer, startDnsServer } from "../dns-server.ts";
 import { leaksOf } from "../leaks.ts";
 import { type ServiceProcess, startService } from "../processes.ts";
@@ -14,7 +14,8 @@ const DRAIN_MS = 1_000;
  * Two replicas each of profiles and users behind DNS names, as a headless
  * Service gives them; a rollout replaces each replica the way Kubernetes does:
  * the new pod starts and is ready, the old one leaves the endpoints and gets
- * SIGTERM, drains, finishes what it accepted, and exits.
+ * SIGTERM, drains, finishes what it accepted, and exits. Every users
+ * replica, old and new, shares one PostgreSQL database, as in a deployment.
  */
 describe("drill: rolling restart of profiles, then users, under steady load", () => {
   let dns: DnsServer;
@@ -22,6 +23,7 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
   const replicas = { profiles: new Map<string, ServiceProcess>(), users: new Map<string, ServiceProcess>() };
   let gateway: ServiceProcess;
   let nextHost = 10;
+  let database: { url: string; drop(): Promise<void> };
 
   const common = () => ({
     RPC_DNS_SERVERS: dns.address,
@@ -33,7 +35,12 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
     const env = { ...common(), HOST: ip, PORT: String(ports[role]) };
     replicas[role].set(
       ip,
-      await startService(role, role === "profiles" ? { ...env, USERS_ADDR: `dns:///users.drill:${ports.users}` } : env),
+      await startService(
+        role,
+        role === "profiles"
+          ? { ...env, USERS_ADDR: `dns:///users.drill:${ports.users}` }
+          : { ...env, DATABASE_URL: database.url },
+      ),
     );
     return ip;
   }
@@ -51,6 +58,7 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
 
   before(async () => {
     dns = await startDnsServer();
+    database = await testDatabase();
     ports.users = await freePort("127.0.2.1");
     ports.profiles = await freePort("127.0.1.1");
     await Promise.all([startReplica("users"), startReplica("users")]);
@@ -63,6 +71,7 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
     await gateway?.stop();
     await Promise.all([...replicas.profiles.values(), ...replicas.users.values()].map((r) => r.stop()));
     await dns?.close();
+    await database?.drop();
   });
 
   it("fails no call", async (t) => {
@@ -77,6 +86,7 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
     // Writes too: CreateUser is never retried once sent, so only the drain keeps these whole.
     let rolling = true;
     const written: string[] = [];
+    const created: string[] = [];
     const writer = (async () => {
       for (let i = 0; rolling && i < 2_000; i++) {
         const res = await fetch(`http://127.0.0.1:${gateway.port}/demo.gateway.v1.GatewayService/CreateUser`, {
@@ -84,9 +94,9 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
           headers: { "content-type": "application/json", "connect-timeout-ms": "2000" },
           body: JSON.stringify({ name: `Rolling ${i}`, email: `rolling-${i}@example.org` }),
         });
-        written.push(
-          res.status === 200 ? "ok" : (((await res.json()) as { code?: string }).code ?? String(res.status)),
-        );
+        const body = (await res.json()) as { code?: string; user?: { id: string } };
+        written.push(res.status === 200 ? "ok" : (body.code ?? String(res.status)));
+        if (body.user !== undefined) created.push(body.user.id);
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -107,6 +117,20 @@ describe("drill: rolling restart of profiles, then users, under steady load", ()
     assert.deepEqual(reads, { ok: outcomes.length });
     assert.ok(written.length > 50, `writes during the rollout (${written.length})`);
     assert.deepEqual(writes, { ok: written.length });
+
+    // Every acknowledged write is there, once, on the replicas that replaced the ones that took it.
+    assert.equal(new Set(created).size, created.length, "no id given twice");
+    const missing: string[] = [];
+    for (const id of created) {
+      const res = await fetch(`http://127.0.0.1:${gateway.port}/demo.gateway.v1.GatewayService/GetProfile`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "connect-timeout-ms": "2000" },
+        body: JSON.stringify({ userId: id }),
+      });
+      if (res.status !== 200) missing.push(`${id}: ${res.status}`);
+      await res.arrayBuffer();
+    }
+    assert.deepEqual(missing, [], "every created user is readable after the rollout");
   });
 
   it("wrote no seeded email or token to any log line", async () => {
