@@ -83,7 +83,11 @@ export async function startEmbeddedPostgres(options: {
     rmSync(dir, { recursive: true, force: true });
   };
   process.once("exit", kill);
-  options.logger.info({ database_dir: dir }, "embedded PostgreSQL started (DATABASE_URL is unset)");
+  // Where psql finds it (the README gives the password): the port is a free one, chosen at each start.
+  options.logger.info(
+    { database_dir: dir, database: `127.0.0.1:${port}`, psql: `psql -h 127.0.0.1 -p ${port} -U postgres postgres` },
+    "embedded PostgreSQL started (DATABASE_URL is unset)",
+  );
   return {
     url: `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`,
     async stop() {
