@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import type { Database } from "@demo/rpc-kit/postgres";
 import { realServerSkipReason, type TestServer } from "@demo/rpc-kit/testing";
 import { openTestUserStore, type TestUserStore } from "./testing.ts";
-import { EmailTakenError, StoreFullError } from "./user-store.ts";
+import { EmailTakenError, StoreFullError, UserStore } from "./user-store.ts";
 
 /**
  * The store's behaviour, the same suite on the embedded PostgreSQL and on a
@@ -79,6 +80,32 @@ for (const { server, skip } of SERVERS) {
       const ids: string[] = [];
       for await (const user of store.list()) ids.push(user.id);
       assert.deepEqual(ids, ["u-1", "u-2", "u-3", "u-4", "u-5", "u-6", "u-7"]);
+    });
+
+    it("reads the next page only when the reader has taken the last one, and no more once it stops", async () => {
+      const t = await openTestUserStore({ server, pageSize: 2 });
+      opened.push(t);
+      for (let i = 0; i < 4; i++) await t.store.create(`User ${i}`, `user${i}@example.com`);
+      // The same database, its queries counted: 7 users are 4 pages of 2.
+      let pages = 0;
+      const counted = new UserStore(
+        {
+          query: (...args: Parameters<Database["query"]>) => {
+            pages++;
+            return t.db.query(...args);
+          },
+        } as unknown as Database,
+        { pageSize: 2 },
+      );
+      const list = counted.list();
+      assert.equal((await list.next()).value?.id, "u-1");
+      assert.equal(pages, 1, "one page read for the first user");
+      await list.next();
+      assert.equal(pages, 1, "the second user came from the same page");
+      await list.next();
+      assert.equal(pages, 2, "the third user needed the next page");
+      await list.return(undefined); // the reader stops (a cancelled stream)
+      assert.equal(pages, 2, "no page read after the reader stopped");
     });
 
     it("stops at MAX_USERS, the seeded three included", async () => {
