@@ -174,7 +174,7 @@ export class Database {
         () =>
           settle(
             new ConnectError(
-              "the database is busy: no connection was free before the call's deadline",
+              "the database is unavailable: no connection was ready before the call's deadline",
               Code.Unavailable,
             ),
           ),
@@ -188,6 +188,12 @@ export class Database {
           else settle(undefined, client);
         },
         (err: unknown) => {
+          // pg-pool bounds the wait (a busy pool, or a server slow to accept) by connectionTimeoutMillis too.
+          // Not an outage by itself: the readiness probe decides that.
+          if ((err as Error | undefined)?.message === POOL_WAIT_TIMEOUT) {
+            settle(new ConnectError("the database is unavailable: no connection was ready in time", Code.Unavailable));
+            return;
+          }
           if (isUnavailable(err)) this.readiness.set(false);
           settle(toQueryError(err, undefined));
         },
@@ -268,6 +274,9 @@ export class Database {
     await this.query(PING, [], { deadline: Date.now() + 1_000 });
   }
 }
+
+/** pg-pool's error when a caller waited connectionTimeoutMillis for a busy pool's connection (it has no code). */
+const POOL_WAIT_TIMEOUT = "timeout exceeded when trying to connect";
 
 const PING: Statement = { key: "rpc-kit.ping", operation: "SELECT", collection: "", text: "SELECT 1" };
 
