@@ -4,9 +4,9 @@ import { flushLogger, type Logger } from "@demo/rpc-kit";
 export const MIGRATIONS = new URL("../migrations/", import.meta.url);
 
 /** Reports a database that cannot be opened in one line, and exits 1. */
-export function cannotStart(logger: Logger): (err: unknown) => Promise<never> {
+export function cannotStart(logger: Logger, what = "users"): (err: unknown) => Promise<never> {
   return async (err) => {
-    logger.fatal({ err }, `users cannot start: ${(err as Error).message}`);
+    logger.fatal({ err }, `${what} cannot start: ${(err as Error).message}`);
     await flushLogger(logger);
     process.exit(1);
   };

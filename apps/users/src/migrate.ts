@@ -14,7 +14,11 @@ const config = loadConfigOrExit("users migrate", {
   ...databaseSettings(),
 });
 const logger = createLogger({ service: "users-migrate", level: config.logLevel, format: config.logFormat });
+if (config.databaseUrl === undefined) {
+  // users migrates an embedded database itself at start: on its own, this is for a real server.
+  await cannotStart(logger, "users migrate")(new Error("DATABASE_URL is not set: name the PostgreSQL server to migrate"));
+}
 const database = await openDatabase(config, { name: "users-migrate", migrations: MIGRATIONS, logger }).catch(
-  cannotStart(logger),
+  cannotStart(logger, "users migrate"),
 );
 await database.close();

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import * as net from "node:net";
 import { describe, it } from "node:test";
 import { testDatabase } from "@demo/rpc-kit/testing";
-import { spawnService } from "./processes.ts";
+import { repoRoot, spawnService } from "./processes.ts";
 
 async function run(env: Record<string, string>) {
   const { child, output } = spawnService("users", env);
@@ -50,6 +51,46 @@ describe("starting a service", () => {
       assert.equal(line.msg, `users cannot start: port ${port} is already in use (set PORT to a free port)`);
     } finally {
       blocker.close();
+    }
+  });
+
+  it("migrates a database on its own (users' migrate command, an init container's), once, and refuses without DATABASE_URL", async () => {
+    const database = await testDatabase();
+    try {
+      const migrate = async (env: Record<string, string>) => {
+        const child = spawn(process.execPath, ["apps/users/dist/migrate.js"], {
+          cwd: repoRoot,
+          env: { PATH: process.env.PATH ?? "", LOG_FORMAT: "json", ...env },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
+        child.stderr.setEncoding("utf8").on("data", (s: string) => (out += s));
+        const [code] = (await once(child, "exit")) as [number | null];
+        return {
+          code,
+          lines: out
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l) as Record<string, unknown>),
+        };
+      };
+      const first = await migrate({ DATABASE_URL: database.url });
+      assert.equal(first.code, 0);
+      assert.deepEqual(
+        first.lines.filter((l) => l.msg === "migration applied").map((l) => l.migration),
+        ["0001_users", "0002_seed"],
+      );
+      const again = await migrate({ DATABASE_URL: database.url });
+      assert.equal(again.code, 0);
+      assert.equal(again.lines.find((l) => l.msg === "database schema is current")?.applied, 0);
+      assert.doesNotMatch(JSON.stringify([...first.lines, ...again.lines]), /NOT-A-SECRET/);
+
+      const unset = await migrate({});
+      assert.equal(unset.code, 1);
+      assert.match(String(unset.lines.at(-1)?.msg), /^users migrate cannot start: DATABASE_URL is not set/);
+    } finally {
+      await database.drop();
     }
   });
 });

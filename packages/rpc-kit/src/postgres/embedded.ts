@@ -66,6 +66,7 @@ export async function startEmbeddedPostgres(options: {
   // keeps the process alive: a test's shared server ends with the test process.
   const child = server.process as
     | (NonNullable<EmbeddedPostgresInstance["process"]> & {
+        ref(): void;
         unref(): void;
         stdout?: { unref?(): void } | null;
         stderr?: { unref?(): void } | null;
@@ -92,6 +93,8 @@ export async function startEmbeddedPostgres(options: {
     url: `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`,
     async stop() {
       process.off("exit", kill);
+      // Waiting for the server to exit must keep this process alive until it has.
+      child?.ref();
       await server.stop();
       if (!options.persistent) await rm(dir, { recursive: true, force: true });
     },
