@@ -10,6 +10,21 @@
  * bench/results.svg. --quick checks that every configuration runs (CI); it
  * fails on errors, never on timings. --cpu-prof writes a V8 CPU profile of
  * every service process to DIR/<configuration>-<role>/.
+ *
+ * The rpc-kit configurations' users keeps its data in PostgreSQL, on a fresh
+ * database per start that the bench creates and drops (never the repository's
+ * .data/, npm start's): on an embedded server the bench starts once per run in
+ * a temporary directory and stops at the end (`rpc-kit`, `rpc-kit-lean`), or
+ * on a real server (`rpc-kit-pg-real`) named by BENCH_DATABASE_URL, else
+ * TEST_DATABASE_URL — an admin URL, e.g.
+ * postgres://postgres:password@127.0.0.1:5432/postgres, whose role may create
+ * and drop databases. With neither set, `rpc-kit-pg-real` is reported as
+ * skipped (with REQUIRE_TEST_DATABASE=1, as in CI, that is a failure). For
+ * those configurations the bench also reports, per call: users' database time
+ * (db_client_operation_duration_seconds on its /metrics, scraped around each
+ * row) and its share of the end-to-end mean latency, and the CPU time of the
+ * PostgreSQL processes serving the run (from /proc; on the real server only
+ * when it runs on this machine).
  */
 import { execFileSync } from "node:child_process";
 import { cpus, tmpdir } from "node:os";
@@ -19,9 +34,11 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { cpuMicros, openFds, peakRssBytes, rssBytes } from "@demo/rpc-kit/testing";
-import { CONFIGS, type Config, type Role, requestFor, startConfig } from "./configs.ts";
+import { CONFIGS, type Config, type Role, type RunningConfig, requestFor, startConfig } from "./configs.ts";
+import { type CpuMeter, Databases } from "./databases.ts";
 import { runH2load } from "./h2load.ts";
-import { type Sample, type Soak, writeReport } from "./report.ts";
+import { type DatabaseSample, type Sample, type Skipped, type Soak, writeReport } from "./report.ts";
+import { perCall, scrapeUsers, type UsersCounters } from "./users-metrics.ts";
 
 const ROLES: Role[] = ["gateway", "profiles", "users"];
 
@@ -41,6 +58,22 @@ const seconds = Number(values.seconds ?? (quick ? 2 : 8));
 const concurrencies = (values.concurrency ?? (quick ? "16" : "1,16,64")).split(",").map(Number);
 const configs = values.configs ? CONFIGS.filter((c) => values.configs?.split(",").includes(c.name)) : CONFIGS;
 const logDir = join(tmpdir(), `rpc-chain-bench-${process.pid}`);
+const databases = new Databases();
+
+/** The configuration running now, stopped if the bench is interrupted. */
+let current: RunningConfig | undefined;
+
+// Interrupted: the services stopped, the databases dropped and the embedded server stopped (its
+// directory removed) before leaving.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    setTimeout(() => process.exit(130), 10_000).unref();
+    void (current?.stop() ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => databases.close())
+      .finally(() => process.exit(130));
+  });
+}
 
 function say(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -64,8 +97,34 @@ async function probe(config: Config, port: number): Promise<void> {
   if (profile?.initials !== "AL") throw new Error(`${config.name}: wrong answer ${JSON.stringify(profile)}`);
 }
 
+/** What is read of the database side before a row, to subtract after it. */
+interface DatabaseMark {
+  readonly users: UsersCounters;
+  readonly postgresCpu: CpuMeter;
+}
+
+async function markDatabase(running: RunningConfig): Promise<DatabaseMark | undefined> {
+  if (!running.database) return undefined;
+  const users = await scrapeUsers(running.adminPorts.users);
+  return { users, postgresCpu: await running.database.meterCpu() };
+}
+
+/** Right after the load: PostgreSQL's CPU first, then users' counters (the scrape does not move them). */
+async function databaseSample(
+  running: RunningConfig,
+  before: DatabaseMark | undefined,
+  calls: number,
+): Promise<DatabaseSample | undefined> {
+  if (!running.database || !before) return undefined;
+  const micros = await before.postgresCpu.stop();
+  const postgresCpu = micros === undefined ? undefined : micros / calls;
+  const { dbMs, queries, usersMs } = perCall(before.users, await scrapeUsers(running.adminPorts.users));
+  return { server: running.database.server, dbMs, queries, usersMs, postgresCpu };
+}
+
 async function measure(config: Config): Promise<Sample[]> {
-  const running = await startConfig(config, logDir, values["cpu-prof"]);
+  const running = await startConfig(config, { logDir, databases, cpuProfileDir: values["cpu-prof"] });
+  current = running;
   const samples: Sample[] = [];
   try {
     await probe(config, running.gatewayPort);
@@ -73,15 +132,20 @@ async function measure(config: Config): Promise<Sample[]> {
     // Warm up at high concurrency first: a chain warmed only at c=1 measures 13–56% slower (FACTS).
     await runH2load(request, config.maxRequests ? { concurrency: 64, requests: 500 } : { concurrency: 64, seconds: 1 });
     for (const concurrency of concurrencies) {
+      const databaseBefore = await markDatabase(running);
       const fdsBefore = Object.fromEntries(ROLES.map((r) => [r, openFds(running.pids[r])])) as Record<Role, number>;
       const cpuBefore = Object.fromEntries(ROLES.map((r) => [r, cpuMicros(running.pids[r])])) as Record<Role, number>;
       const result = await runH2load(
         request,
         config.maxRequests ? { concurrency, requests: config.maxRequests } : { concurrency, seconds },
-      );
+      ).catch(async (err: unknown) => {
+        await databaseBefore?.postgresCpu.stop().catch(() => {});
+        throw err;
+      });
       const cpuPerRequest = Object.fromEntries(
         ROLES.map((r) => [r, (cpuMicros(running.pids[r]) - cpuBefore[r]) / result.requests]),
       ) as Record<Role, number>;
+      const database = await databaseSample(running, databaseBefore, result.requests);
       const sample: Sample = {
         config: config.name,
         concurrency,
@@ -90,10 +154,15 @@ async function measure(config: Config): Promise<Sample[]> {
         peakRss: Object.fromEntries(ROLES.map((r) => [r, peakRssBytes(running.pids[r])])) as Record<Role, number>,
         fdsBefore,
         fdsAfter: Object.fromEntries(ROLES.map((r) => [r, openFds(running.pids[r])])) as Record<Role, number>,
+        ...(database && { database }),
       };
       if (sample.failed > 0) throw new Error(`${config.name} c=${concurrency}: ${sample.failed} requests failed`);
       say(
-        `${config.name.padEnd(20)} c=${String(concurrency).padEnd(3)} ${sample.rps.toFixed(0).padStart(6)} req/s  p50 ${sample.p50Ms.toFixed(1)} ms  p99 ${sample.p99Ms.toFixed(1)} ms  CPU-µs/req ${ROLES.map((r) => `${r} ${cpuPerRequest[r].toFixed(0)}`).join(", ")}`,
+        `${config.name.padEnd(20)} c=${String(concurrency).padEnd(3)} ${sample.rps.toFixed(0).padStart(6)} req/s  p50 ${sample.p50Ms.toFixed(1)} ms  p99 ${sample.p99Ms.toFixed(1)} ms  CPU-µs/req ${ROLES.map((r) => `${r} ${cpuPerRequest[r].toFixed(0)}`).join(", ")}${
+          database
+            ? `  | ${database.server} db ${database.dbMs.toFixed(2)} ms/call (${database.queries.toFixed(2)} queries, ${((database.dbMs / sample.meanMs) * 100).toFixed(1)}% of mean ${sample.meanMs.toFixed(1)} ms), users handling ${database.usersMs.toFixed(2)} ms, PostgreSQL CPU-µs/call ${database.postgresCpu?.toFixed(0) ?? "–"}`
+            : ""
+        }`,
       );
       samples.push(sample);
     }
@@ -106,7 +175,8 @@ async function measure(config: Config): Promise<Sample[]> {
 /** 100,000 calls through the rpc-kit chain: do fds and RSS level off? */
 async function soak(): Promise<Soak> {
   const config = CONFIGS.find((c) => c.name === "rpc-kit") as Config;
-  const running = await startConfig(config, logDir);
+  const running = await startConfig(config, { logDir, databases });
+  current = running;
   try {
     const request = requestFor(config, running.gatewayPort);
     await runH2load(request, { concurrency: 64, seconds: 1 });
@@ -135,11 +205,25 @@ async function soak(): Promise<Soak> {
 }
 
 const samples: Sample[] = [];
+const skipped: Skipped[] = [];
 let failed = false;
 const started = Date.now();
+const runnable = configs.filter((config) => {
+  if (!config.database) return true;
+  try {
+    const reason = databases.skipReason(config.database);
+    if (reason === undefined) return true;
+    skipped.push({ config: config.name, reason });
+    say(`bench: ${config.name} skipped: ${reason}`);
+  } catch (err) {
+    failed = true;
+    say(`bench: ${config.name} failed: ${(err as Error).message}`);
+  }
+  return false;
+});
 for (let rep = 1; rep <= reps; rep++) {
   say(`-- repetition ${rep} of ${reps}`);
-  for (const config of configs) {
+  for (const config of runnable) {
     try {
       samples.push(...(await measure(config)));
     } catch (err) {
@@ -149,9 +233,13 @@ for (let rep = 1; rep <= reps; rep++) {
   }
 }
 let soakResult: Soak | undefined;
-if (!quick && !values.configs) {
-  say("-- soak: 100,000 calls through the rpc-kit chain");
-  soakResult = await soak();
+try {
+  if (!quick && !values.configs) {
+    say("-- soak: 100,000 calls through the rpc-kit chain");
+    soakResult = await soak();
+  }
+} finally {
+  await databases.close();
 }
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}, h2load ${
   execFileSync("h2load", ["--version"], { encoding: "utf8" }).split("\n")[0]?.split("/")[1] ?? "?"
@@ -164,6 +252,7 @@ const report = writeReport({
   seconds,
   concurrencies,
   configs,
+  skipped,
   write: !quick && !values.configs,
 });
 process.stdout.write(report);

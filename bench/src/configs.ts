@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { toBinary } from "@bufbuild/protobuf";
 import { GetProfileRequestSchema } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { freePort } from "@demo/rpc-kit/testing";
+import type { BenchDatabase, DatabaseServer, Databases } from "./databases.ts";
 import type { LoadRequest } from "./h2load.ts";
 
 export const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -27,15 +28,30 @@ export const NODE_OPTIONS = (() => {
   return options;
 })();
 
+/** What a role is given besides its port and its upstream's. */
+export interface RoleContext {
+  /** A free port for its /metrics, /healthz and /readyz. */
+  readonly adminPort: number;
+  /** users' DATABASE_URL, for a configuration with a {@link Config.database}. */
+  readonly databaseUrl?: string;
+}
+
 export interface Config {
   readonly name: string;
   readonly description: string;
   /** Protocol of the request into the gateway. */
   readonly protocol: "grpc" | "connect";
   /** Command and env of one role listening on `port`, given the port of its upstream (if any). */
-  command(role: Role, port: number, upstreamPort: number | undefined): { args: string[]; env: Record<string, string> };
+  command(
+    role: Role,
+    port: number,
+    upstreamPort: number | undefined,
+    context: RoleContext,
+  ): { args: string[]; env: Record<string, string> };
   /** Requests per measurement, instead of a duration (for configurations that leak per call). */
   readonly maxRequests?: number;
+  /** The PostgreSQL server users keeps its data in: a fresh database on it at every start. */
+  readonly database?: DatabaseServer;
 }
 
 const GETPROFILE = toBinary(GetProfileRequestSchema, { $typeName: "demo.gateway.v1.GetProfileRequest", userId: "u-1" });
@@ -64,19 +80,28 @@ const bare =
     },
   });
 
-const kit = (env: Record<string, string>) => (role: Role, port: number, upstream: number | undefined) => ({
-  args: ["--enable-source-maps", join(root, "apps", role, "dist/main.js")],
-  env: {
-    PORT: String(port),
-    ADMIN_PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_FORMAT: "json",
-    SHUTDOWN_DRAIN_DELAY_MS: "0",
-    ...env,
-    ...(role === "profiles" && { USERS_ADDR: `localhost:${upstream}` }),
-    ...(role === "gateway" && { PROFILES_ADDR: `localhost:${upstream}` }),
-  },
-});
+const kit =
+  (env: Record<string, string>) =>
+  (role: Role, port: number, upstream: number | undefined, { adminPort, databaseUrl }: RoleContext) => {
+    // Never users' default, an embedded server in the working directory's .data/ (npm start's).
+    if (role === "users" && databaseUrl === undefined) throw new Error("users needs a database of the bench's");
+    return {
+      args: ["--enable-source-maps", join(root, "apps", role, "dist/main.js")],
+      env: {
+        PORT: String(port),
+        ADMIN_PORT: String(adminPort),
+        HOST: "127.0.0.1",
+        LOG_FORMAT: "json",
+        SHUTDOWN_DRAIN_DELAY_MS: "0",
+        ...env,
+        ...(role === "users" && { DATABASE_URL: databaseUrl as string }),
+        ...(role === "profiles" && { USERS_ADDR: `localhost:${upstream}` }),
+        ...(role === "gateway" && { PROFILES_ADDR: `localhost:${upstream}` }),
+      },
+    };
+  };
+
+const FULL = { LOG_LEVEL: "info", OTEL_TRACES_SAMPLER: "always_on" };
 
 export const CONFIGS: readonly Config[] = [
   {
@@ -99,15 +124,27 @@ export const CONFIGS: readonly Config[] = [
   },
   {
     name: "rpc-kit",
-    description: "the apps on rpc-kit, full instrumentation (spans at 100%, metrics, info logs to a file)",
+    description:
+      "the apps on rpc-kit, full instrumentation (spans at 100%, metrics, info logs to a file); users on an embedded PostgreSQL the bench starts",
     protocol: "grpc",
-    command: kit({ LOG_LEVEL: "info", OTEL_TRACES_SAMPLER: "always_on" }),
+    command: kit(FULL),
+    database: "embedded",
   },
   {
     name: "rpc-kit-lean",
-    description: "the apps on rpc-kit, tracing off and logs at warn (metrics on)",
+    description:
+      "the apps on rpc-kit, tracing off and logs at warn (metrics on); users on the bench's embedded PostgreSQL",
     protocol: "grpc",
     command: kit({ LOG_LEVEL: "warn", OTEL_SDK_DISABLED: "true" }),
+    database: "embedded",
+  },
+  {
+    name: "rpc-kit-pg-real",
+    description:
+      "`rpc-kit` (full instrumentation) with users on a real PostgreSQL server (BENCH_DATABASE_URL or TEST_DATABASE_URL)",
+    protocol: "grpc",
+    command: kit(FULL),
+    database: "real",
   },
   {
     name: "per-request-client",
@@ -121,19 +158,37 @@ export const CONFIGS: readonly Config[] = [
 export interface RunningConfig {
   readonly pids: Record<Role, number>;
   readonly gatewayPort: number;
+  /** Each role's admin port (/metrics), given to the rpc-kit apps; the bare chains have none. */
+  readonly adminPorts: Record<Role, number>;
+  /** users' database, for a configuration with one: dropped by `stop()`. */
+  readonly database?: BenchDatabase;
   stop(): Promise<void>;
 }
 
-/** Starts users, profiles and gateway of a configuration; their output goes to files in `logDir`. */
-export async function startConfig(config: Config, logDir: string, cpuProfileDir?: string): Promise<RunningConfig> {
+/**
+ * Starts users, profiles and gateway of a configuration, users on a fresh
+ * database of `databases` when the configuration has one; their output goes
+ * to files in `logDir`.
+ */
+export async function startConfig(
+  config: Config,
+  options: { logDir: string; databases: Databases; cpuProfileDir?: string | undefined },
+): Promise<RunningConfig> {
+  const { logDir, cpuProfileDir } = options;
   mkdirSync(logDir, { recursive: true });
   const children: ChildProcess[] = [];
   const pids = {} as Record<Role, number>;
+  const adminPorts = {} as Record<Role, number>;
+  const database = config.database ? await options.databases.fresh(config.database) : undefined;
   let upstream: number | undefined;
   try {
     for (const role of ROLES) {
       const port = await freePort();
-      const { args, env } = config.command(role, port, upstream);
+      adminPorts[role] = await freePort();
+      const { args, env } = config.command(role, port, upstream, {
+        adminPort: adminPorts[role],
+        ...(role === "users" && database && { databaseUrl: database.url }),
+      });
       const logPath = join(logDir, `${config.name}-${role}.log`);
       const out = openSync(logPath, "w");
       const profile = cpuProfileDir
@@ -150,11 +205,14 @@ export async function startConfig(config: Config, logDir: string, cpuProfileDir?
     }
   } catch (err) {
     for (const c of children) c.kill("SIGKILL");
+    await database?.drop().catch(() => {});
     throw err;
   }
   return {
     pids,
     gatewayPort: upstream ?? 0,
+    adminPorts,
+    ...(database && { database }),
     async stop() {
       await Promise.all(
         children.map(
@@ -170,6 +228,7 @@ export async function startConfig(config: Config, logDir: string, cpuProfileDir?
             }),
         ),
       );
+      await database?.drop();
     },
   };
 }

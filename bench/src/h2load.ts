@@ -19,6 +19,7 @@ export interface LoadResult {
   readonly failed: number;
   readonly seconds: number;
   readonly rps: number;
+  readonly meanMs: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
@@ -77,6 +78,7 @@ export function runH2load(
           failed: failed + Number(done?.[3] ?? 0) + Number(done?.[4] ?? 0),
           seconds,
           rps: durations.length / seconds,
+          meanMs: durations.reduce((sum, d) => sum + d, 0) / Math.max(1, durations.length),
           p50Ms: percentile(durations, 50),
           p99Ms: percentile(durations, 99),
           maxMs: durations.at(-1) ?? 0,

@@ -2,6 +2,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Config, NODE_OPTIONS, type Role, root } from "./configs.ts";
+import type { DatabaseServer } from "./databases.ts";
 import type { LoadResult } from "./h2load.ts";
 
 export interface Sample extends LoadResult {
@@ -11,6 +12,26 @@ export interface Sample extends LoadResult {
   readonly peakRss: Record<Role, number>;
   readonly fdsBefore: Record<Role, number>;
   readonly fdsAfter: Record<Role, number>;
+  /** The configurations with users on PostgreSQL: its figures per call. */
+  readonly database?: DatabaseSample;
+}
+
+export interface DatabaseSample {
+  readonly server: DatabaseServer;
+  /** users' query time per call, ms (db_client_operation_duration_seconds: pool wait included). */
+  readonly dbMs: number;
+  /** users' queries per call (the readiness probe's left out). */
+  readonly queries: number;
+  /** users' handling time per call, ms (grpc_server_handling_seconds). */
+  readonly usersMs: number;
+  /** CPU-µs of the PostgreSQL processes serving the run, per call; undefined when they cannot be read. */
+  readonly postgresCpu: number | undefined;
+}
+
+/** A configuration that did not run here, and why. */
+export interface Skipped {
+  readonly config: string;
+  readonly reason: string;
 }
 
 export interface Soak {
@@ -39,6 +60,16 @@ interface Row {
   cpu: Record<Role, number>;
   rssMb: Record<Role, number>;
   fds: Record<Role, [number, number]>;
+  database?: {
+    server: DatabaseServer;
+    meanMs: number;
+    dbMs: number;
+    queries: number;
+    usersMs: number;
+    /** dbMs ÷ end-to-end mean latency, per repetition, median. */
+    share: number;
+    postgresCpu: number | undefined;
+  };
 }
 
 function rows(samples: readonly Sample[]): Row[] {
@@ -64,8 +95,23 @@ function rows(samples: readonly Sample[]): Row[] {
       fds: Object.fromEntries(
         ROLES.map((r) => [r, [median(group.map((s) => s.fdsBefore[r])), median(group.map((s) => s.fdsAfter[r]))]]),
       ) as Record<Role, [number, number]>,
+      ...(first.database && { database: databaseRow(group) }),
     };
   });
+}
+
+function databaseRow(group: readonly Sample[]): NonNullable<Row["database"]> {
+  const db = group.map((s) => s.database).filter((d): d is DatabaseSample => d !== undefined);
+  const pg = db.map((d) => d.postgresCpu).filter((c): c is number => c !== undefined);
+  return {
+    server: (db[0] as DatabaseSample).server,
+    meanMs: median(group.map((s) => s.meanMs)),
+    dbMs: median(db.map((d) => d.dbMs)),
+    queries: median(db.map((d) => d.queries)),
+    usersMs: median(db.map((d) => d.usersMs)),
+    share: median(group.filter((s) => s.database).map((s) => (s.database as DatabaseSample).dbMs / s.meanMs)),
+    postgresCpu: pg.length > 0 ? median(pg) : undefined,
+  };
 }
 
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
@@ -161,6 +207,7 @@ export function writeReport(input: {
   seconds: number;
   concurrencies: readonly number[];
   configs: readonly Config[];
+  skipped: readonly Skipped[];
   write: boolean;
 }): string {
   const all = rows(input.samples);
@@ -176,6 +223,45 @@ export function writeReport(input: {
     ),
   ];
   const goals = targets(all, input.soak, high);
+  const skippedWhy = (name: string) => input.skipped.find((s) => s.config === name)?.reason;
+  const onDatabase = input.configs.filter((c) => c.database);
+  const dbRows = all.filter((r) => r.database);
+  const database = onDatabase.length
+    ? `
+## Database
+
+The configurations with users on PostgreSQL, per GetProfile call (same runs as the table above,
+medians). users' database time is the growth of \`db_client_operation_duration_seconds\` (sum and
+count; the readiness probe's \`SELECT 1\` left out) on users' /metrics across the row, divided by
+the calls users served in it (one GetUser per GetProfile), waiting for a pooled connection
+included; its share is that time over the end-to-end mean latency h2load saw. users' handling time
+is \`grpc_server_handling_seconds\` of UserService, per call likewise. PostgreSQL CPU is user +
+system time from /proc, per request as for the services, of the processes serving the run: the
+whole embedded server (it serves this run alone: the postmaster with every child, those that ended
+included), or on the real server users' backends (\`pg_stat_activity\`: \`application_name\` users,
+the run's database; read every 100 ms, so a connection the pool drops loses at most its last
+100 ms; other databases' work is not counted). Chain
+CPU adds the three services and PostgreSQL: what one GetProfile costs the machine end to end.
+
+${
+  dbRows.length
+    ? [
+        "| configuration | c | database | req/s | mean ms | users db ms/call | queries/call | db share of latency | users handling ms/call | CPU-µs/req users | PostgreSQL CPU-µs/call | chain CPU-µs/call |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ...dbRows.map((r) => {
+          const d = r.database as NonNullable<Row["database"]>;
+          const chain = d.postgresCpu === undefined ? Number.NaN : ROLES.reduce((t, x) => t + r.cpu[x], d.postgresCpu);
+          return `| ${r.config} | ${r.concurrency} | ${d.server} | ${fmt(r.rps)} | ${fmt(d.meanMs, 2)} | ${fmt(d.dbMs, 2)} | ${fmt(d.queries, 2)} | ${fmt(d.share * 100, 1)}% | ${fmt(d.usersMs, 2)} | ${fmt(r.cpu.users)} | ${fmt(d.postgresCpu ?? Number.NaN)} | ${fmt(chain)} |`;
+        }),
+      ].join("\n")
+    : "No configuration on PostgreSQL ran."
+}
+${onDatabase
+  .map((c) => [c, skippedWhy(c.name)] as const)
+  .filter(([, why]) => why !== undefined)
+  .map(([c, why]) => `\n\`${c.name}\` was skipped: ${why}.\n`)
+  .join("")}`
+    : "";
   const md = `# Benchmark results
 
 Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${input.machine}.
@@ -186,15 +272,17 @@ flight (Connect binary for \`connect-connect\`, gRPC otherwise) for ${input.seco
 after a warm-up at c=64; ${input.reps} interleaved repetitions, medians shown. CPU-µs/req is
 user + system time of each service process per request, from /proc. The load is driven by
 h2load (single-threaded, cheap in CPU), not pinned; the two cores are shared by h2load and
-the three services. Every service process runs with the image's
+the three services (and PostgreSQL). The bare chains' users answers from memory; the rpc-kit apps' users reads
+PostgreSQL, a fresh database per start (see Database below), so its CPU there includes the
+database client's. Every service process runs with the image's
 \`NODE_OPTIONS="${NODE_OPTIONS}"\` (see the Dockerfile).
 
-${input.configs.map((c) => `- \`${c.name}\`: ${c.description}${c.maxRequests ? ` (${c.maxRequests.toLocaleString("en")} requests per row)` : ""}`).join("\n")}
+${input.configs.map((c) => `- \`${c.name}\`: ${c.description}${c.maxRequests ? ` (${c.maxRequests.toLocaleString("en")} requests per row)` : ""}${skippedWhy(c.name) ? ` — **skipped**: ${skippedWhy(c.name)}` : ""}`).join("\n")}
 
 ${table.join("\n")}
 
 ![requests/s and p99 per configuration](results.svg)
-
+${database}
 ## Targets
 
 | target | wanted | measured | |
