@@ -16,7 +16,10 @@ const config = loadConfigOrExit("users migrate", {
 const logger = createLogger({ service: "users-migrate", level: config.logLevel, format: config.logFormat });
 if (config.databaseUrl === undefined) {
   // users migrates an embedded database itself at start: on its own, this is for a real server.
-  await cannotStart(logger, "users migrate")(new Error("DATABASE_URL is not set: name the PostgreSQL server to migrate"));
+  await cannotStart(
+    logger,
+    "users migrate",
+  )(new Error("DATABASE_URL is not set: name the PostgreSQL server to migrate"));
 }
 const database = await openDatabase(config, { name: "users-migrate", migrations: MIGRATIONS, logger }).catch(
   cannotStart(logger, "users migrate"),

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { testDatabase } from "@demo/rpc-kit/testing";
 import { leaksOf } from "../leaks.ts";
 import { type ServiceProcess, startService } from "../processes.ts";
-import { testDatabase } from "@demo/rpc-kit/testing";
 import { createIsolatedHost, type IsolatedHost } from "./netns.ts";
-import { type TcpForward, tcpForward } from "./tcp-forward.ts";
 import { countByCode, recoveryMs, sleep, steadyLoad } from "./steady-load.ts";
+import { type TcpForward, tcpForward } from "./tcp-forward.ts";
 
 const DEADLINE_MS = 1_000;
 const LATE_MS = 250;
