@@ -11,20 +11,23 @@
  * fails on errors, never on timings. --cpu-prof writes a V8 CPU profile of
  * every service process to DIR/<configuration>-<role>/.
  *
- * The rpc-kit configurations' users keeps its data in PostgreSQL, on a fresh
- * database per start that the bench creates and drops (never the repository's
- * .data/, npm start's): on an embedded server the bench starts once per run in
- * a temporary directory and stops at the end (`rpc-kit`, `rpc-kit-lean`), or
- * on a real server (`rpc-kit-pg-real`) named by BENCH_DATABASE_URL, else
+ * The rpc-kit configurations' users keeps its data in PostgreSQL, and so does
+ * that of the hand-wired `grpc-js-otel` and of `grpc-js-pg` (the bare grpc-js
+ * chain with a plain pg.Pool), on a fresh database per start that the bench
+ * creates and drops (never the repository's .data/, npm start's): on an
+ * embedded server the bench starts once per run in a temporary directory and
+ * stops at the end (`rpc-kit`, `rpc-kit-lean`, `grpc-js-pg`, `grpc-js-otel`),
+ * or on a real server (`rpc-kit-pg-real`) named by BENCH_DATABASE_URL, else
  * TEST_DATABASE_URL — an admin URL, e.g.
  * postgres://postgres:password@127.0.0.1:5432/postgres, whose role may create
  * and drop databases. With neither set, `rpc-kit-pg-real` is reported as
  * skipped (with REQUIRE_TEST_DATABASE=1, as in CI, that is a failure). For
  * those configurations the bench also reports, per call: users' database time
  * (db_client_operation_duration_seconds on its /metrics, scraped around each
- * row) and its share of the end-to-end mean latency, and the CPU time of the
- * PostgreSQL processes serving the run (from /proc; on the real server only
- * when it runs on this machine).
+ * row: the rpc-kit apps only) and its share of the end-to-end mean latency,
+ * users' handling time (grpc_server_handling_seconds: the rpc-kit apps and
+ * `grpc-js-otel`), and the CPU time of the PostgreSQL processes serving the
+ * run (from /proc; on the real server only when it runs on this machine).
  */
 import { execFileSync } from "node:child_process";
 import { cpus, tmpdir } from "node:os";
@@ -99,13 +102,14 @@ async function probe(config: Config, port: number): Promise<void> {
 
 /** What is read of the database side before a row, to subtract after it. */
 interface DatabaseMark {
-  readonly users: UsersCounters;
+  /** users' counters, where it serves /metrics. */
+  readonly users: UsersCounters | undefined;
   readonly postgresCpu: CpuMeter;
 }
 
-async function markDatabase(running: RunningConfig): Promise<DatabaseMark | undefined> {
+async function markDatabase(config: Config, running: RunningConfig): Promise<DatabaseMark | undefined> {
   if (!running.database) return undefined;
-  const users = await scrapeUsers(running.adminPorts.users);
+  const users = config.usersMetrics ? await scrapeUsers(running.adminPorts.users) : undefined;
   return { users, postgresCpu: await running.database.meterCpu() };
 }
 
@@ -118,7 +122,9 @@ async function databaseSample(
   if (!running.database || !before) return undefined;
   const micros = await before.postgresCpu.stop();
   const postgresCpu = micros === undefined ? undefined : micros / calls;
-  const { dbMs, queries, usersMs } = perCall(before.users, await scrapeUsers(running.adminPorts.users));
+  const { dbMs, queries, usersMs } = before.users
+    ? perCall(before.users, await scrapeUsers(running.adminPorts.users))
+    : { dbMs: undefined, queries: undefined, usersMs: undefined };
   return { server: running.database.server, dbMs, queries, usersMs, postgresCpu };
 }
 
@@ -132,7 +138,7 @@ async function measure(config: Config): Promise<Sample[]> {
     // Warm up at high concurrency first: a chain warmed only at c=1 measures 13–56% slower (FACTS).
     await runH2load(request, config.maxRequests ? { concurrency: 64, requests: 500 } : { concurrency: 64, seconds: 1 });
     for (const concurrency of concurrencies) {
-      const databaseBefore = await markDatabase(running);
+      const databaseBefore = await markDatabase(config, running);
       const fdsBefore = Object.fromEntries(ROLES.map((r) => [r, openFds(running.pids[r])])) as Record<Role, number>;
       const cpuBefore = Object.fromEntries(ROLES.map((r) => [r, cpuMicros(running.pids[r])])) as Record<Role, number>;
       const result = await runH2load(
@@ -160,7 +166,7 @@ async function measure(config: Config): Promise<Sample[]> {
       say(
         `${config.name.padEnd(20)} c=${String(concurrency).padEnd(3)} ${sample.rps.toFixed(0).padStart(6)} req/s  p50 ${sample.p50Ms.toFixed(1)} ms  p99 ${sample.p99Ms.toFixed(1)} ms  CPU-µs/req ${ROLES.map((r) => `${r} ${cpuPerRequest[r].toFixed(0)}`).join(", ")}${
           database
-            ? `  | ${database.server} db ${database.dbMs.toFixed(2)} ms/call (${database.queries.toFixed(2)} queries, ${((database.dbMs / sample.meanMs) * 100).toFixed(1)}% of mean ${sample.meanMs.toFixed(1)} ms), users handling ${database.usersMs.toFixed(2)} ms, PostgreSQL CPU-µs/call ${database.postgresCpu?.toFixed(0) ?? "–"}`
+            ? `  | ${database.server} db ${database.dbMs?.toFixed(2) ?? "–"} ms/call (${database.queries?.toFixed(2) ?? "–"} queries, ${database.dbMs === undefined ? "–" : ((database.dbMs / sample.meanMs) * 100).toFixed(1)}% of mean ${sample.meanMs.toFixed(1)} ms), users handling ${database.usersMs?.toFixed(2) ?? "–"} ms, PostgreSQL CPU-µs/call ${database.postgresCpu?.toFixed(0) ?? "–"}`
             : ""
         }`,
       );

@@ -34,6 +34,8 @@ export interface RoleContext {
   readonly adminPort: number;
   /** users' DATABASE_URL, for a configuration with a {@link Config.database}. */
   readonly databaseUrl?: string;
+  /** A file of its own for its per-call log lines, for a process that writes them to one (`grpc-js-otel`). */
+  readonly logFile: string;
 }
 
 export interface Config {
@@ -52,6 +54,12 @@ export interface Config {
   readonly maxRequests?: number;
   /** The PostgreSQL server users keeps its data in: a fresh database on it at every start. */
   readonly database?: DatabaseServer;
+  /**
+   * users serves Prometheus /metrics on its admin port: the bench reads its
+   * handling time there (grpc_server_handling_seconds) and, where it has
+   * it, its database time (db_client_operation_duration_seconds).
+   */
+  readonly usersMetrics?: boolean;
 }
 
 const GETPROFILE = toBinary(GetProfileRequestSchema, { $typeName: "demo.gateway.v1.GetProfileRequest", userId: "u-1" });
@@ -67,16 +75,24 @@ export function requestFor(config: Config, port: number): LoadRequest {
   return { url, headers: ["content-type: application/grpc", "te: trailers"], body: envelope };
 }
 
+/**
+ * A chain of bench/src/bare/. Every role gets its admin port and log file (used by those that
+ * serve /metrics or log to a file); users its database's URL, for a configuration with one.
+ */
 const bare =
-  (file: string, env: Record<string, string>) => (role: Role, port: number, upstream: number | undefined) => ({
+  (file: string, env: Record<string, string>) =>
+  (role: Role, port: number, upstream: number | undefined, { adminPort, databaseUrl, logFile }: RoleContext) => ({
     args: [join(root, "bench/src/bare", file)],
     env: {
       ROLE: role,
       PORT: String(port),
+      ADMIN_PORT: String(adminPort),
+      LOG_FILE: logFile,
       ...env,
       ...(upstream !== undefined && {
         UPSTREAM: file.startsWith("grpc-js") ? `127.0.0.1:${upstream}` : `http://127.0.0.1:${upstream}`,
       }),
+      ...(role === "users" && databaseUrl !== undefined && { DATABASE_URL: databaseUrl }),
     },
   });
 
@@ -111,6 +127,23 @@ export const CONFIGS: readonly Config[] = [
     command: bare("grpc-js-chain.ts", {}),
   },
   {
+    name: "grpc-js-pg",
+    description:
+      "bare @grpc/grpc-js chain with users on the bench's embedded PostgreSQL through a plain pg.Pool (max 10; no instrumentation, logs or metrics): the bare reference with the same database work as the rpc-kit chains",
+    protocol: "grpc",
+    command: bare("grpc-js-chain.ts", {}),
+    database: "embedded",
+  },
+  {
+    name: "grpc-js-otel",
+    description:
+      "hand-wired without rpc-kit: stock @grpc/grpc-js from the .proto files (proto-loader), OpenTelemetry's gRPC and pg instrumentations (spans at 100%, no exporter), a pino info line per call to a file, prom-client grpc_server_*/grpc_client_* counters and histograms, a 2 s deadline per upstream call; users on the bench's embedded PostgreSQL through a plain pg.Pool (max 10)",
+    protocol: "grpc",
+    command: bare("grpc-js-otel.ts", {}),
+    database: "embedded",
+    usersMetrics: true,
+  },
+  {
     name: "connect-grpc",
     description: "bare @connectrpc/connect-node chain, gRPC protocol",
     protocol: "grpc",
@@ -129,6 +162,7 @@ export const CONFIGS: readonly Config[] = [
     protocol: "grpc",
     command: kit(FULL),
     database: "embedded",
+    usersMetrics: true,
   },
   {
     name: "rpc-kit-lean",
@@ -137,6 +171,7 @@ export const CONFIGS: readonly Config[] = [
     protocol: "grpc",
     command: kit({ LOG_LEVEL: "warn", OTEL_SDK_DISABLED: "true" }),
     database: "embedded",
+    usersMetrics: true,
   },
   {
     name: "rpc-kit-pg-real",
@@ -145,6 +180,7 @@ export const CONFIGS: readonly Config[] = [
     protocol: "grpc",
     command: kit(FULL),
     database: "real",
+    usersMetrics: true,
   },
   {
     name: "per-request-client",
@@ -158,7 +194,7 @@ export const CONFIGS: readonly Config[] = [
 export interface RunningConfig {
   readonly pids: Record<Role, number>;
   readonly gatewayPort: number;
-  /** Each role's admin port (/metrics), given to the rpc-kit apps; the bare chains have none. */
+  /** Each role's admin port (/metrics): the rpc-kit apps and `grpc-js-otel` serve one; the other bare chains ignore it. */
   readonly adminPorts: Record<Role, number>;
   /** users' database, for a configuration with one: dropped by `stop()`. */
   readonly database?: BenchDatabase;
@@ -187,6 +223,7 @@ export async function startConfig(
       adminPorts[role] = await freePort();
       const { args, env } = config.command(role, port, upstream, {
         adminPort: adminPorts[role],
+        logFile: join(logDir, `${config.name}-${role}.calls.log`),
         ...(role === "users" && database && { databaseUrl: database.url }),
       });
       const logPath = join(logDir, `${config.name}-${role}.log`);

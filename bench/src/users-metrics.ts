@@ -2,6 +2,11 @@
 import { parsePrometheusText } from "@demo/rpc-kit/testing";
 
 export interface UsersCounters {
+  /**
+   * Whether users reports its database time at all: a hand-wired users
+   * (`grpc-js-otel`: prom-client with the grpc_* series only) does not.
+   */
+  readonly database: boolean;
   /** Seconds users spent in the store's queries (db_client_operation_duration_seconds), pool waits included. */
   readonly dbSeconds: number;
   readonly dbQueries: number;
@@ -18,6 +23,7 @@ const USER_SERVICE = 'grpc_service="demo.users.v1.UserService"';
  * it is no call's work.
  */
 export function usersCounters(text: string): UsersCounters {
+  let database = false;
   let dbSeconds = 0;
   let dbQueries = 0;
   let handlingSeconds = 0;
@@ -26,6 +32,7 @@ export function usersCounters(text: string): UsersCounters {
     const brace = key.indexOf("{");
     const name = key.slice(0, brace);
     const labels = key.slice(brace);
+    if (name.startsWith("db_client_operation_duration_seconds_")) database = true;
     if (name.startsWith("db_client_operation_duration_seconds_") && !labels.includes('db_collection_name=""')) {
       if (name.endsWith("_sum")) dbSeconds += value;
       else if (name.endsWith("_count")) dbQueries += value;
@@ -34,7 +41,7 @@ export function usersCounters(text: string): UsersCounters {
       else if (name.endsWith("_count")) handled += value;
     }
   }
-  return { dbSeconds, dbQueries, handlingSeconds, handled };
+  return { database, dbSeconds, dbQueries, handlingSeconds, handled };
 }
 
 /** The counters of users' /metrics on `adminPort` now. */
@@ -46,19 +53,19 @@ export async function scrapeUsers(adminPort: number): Promise<UsersCounters> {
 
 /**
  * Per call users served between `before` and `after` (one GetUser per
- * GetProfile): its database milliseconds and queries, and its handling
- * milliseconds. Counted on users' own calls rather than the requests h2load
+ * GetProfile): its database milliseconds and queries (undefined when users
+ * reports no database time), and its handling milliseconds. Counted on users' own calls rather than the requests h2load
  * completed: a timed h2load run ends with calls in flight, which users still
  * serves (and the warm-up's may land in the next row).
  */
 export function perCall(
   before: UsersCounters,
   after: UsersCounters,
-): { dbMs: number; queries: number; usersMs: number } {
+): { dbMs: number | undefined; queries: number | undefined; usersMs: number } {
   const calls = Math.max(1, after.handled - before.handled);
   return {
-    dbMs: ((after.dbSeconds - before.dbSeconds) * 1000) / calls,
-    queries: (after.dbQueries - before.dbQueries) / calls,
+    dbMs: after.database ? ((after.dbSeconds - before.dbSeconds) * 1000) / calls : undefined,
+    queries: after.database ? (after.dbQueries - before.dbQueries) / calls : undefined,
     usersMs: ((after.handlingSeconds - before.handlingSeconds) * 1000) / calls,
   };
 }

@@ -6,10 +6,13 @@
  *
  *   ROLE=users|profiles|gateway PORT=… [UPSTREAM=host:port] node grpc-js-chain.ts
  *   PER_REQUEST_CLIENT=1: the anti-pattern, a new client (and connection) per call.
+ *   DATABASE_URL=postgres://… (users): users reads PostgreSQL through a plain pg.Pool
+ *     (users-db.ts: migrations at start, one query per GetUser) instead of memory.
  */
 
 import type { DescMessage } from "@bufbuild/protobuf";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   GetProfileRequestSchema as GatewayRequest,
   GetProfileResponseSchema as GatewayResponse,
@@ -19,7 +22,7 @@ import {
   GetProfileResponseSchema,
   ProfileSchema,
 } from "@demo/proto/demo/profiles/v1/profiles_pb";
-import { GetUserRequestSchema, GetUserResponseSchema } from "@demo/proto/demo/users/v1/users_pb";
+import { GetUserRequestSchema, GetUserResponseSchema, UserSchema } from "@demo/proto/demo/users/v1/users_pb";
 import * as grpc from "@grpc/grpc-js";
 import { profileFields, seededUsers } from "./seed.ts";
 
@@ -27,6 +30,26 @@ const role = process.env.ROLE ?? "users";
 const port = Number(process.env.PORT ?? 0);
 const upstream = process.env.UPSTREAM ?? "";
 const perRequestClient = process.env.PER_REQUEST_CLIENT === "1";
+const databaseUrl = process.env.DATABASE_URL;
+
+/** users' lookup in PostgreSQL when given a database (pg loaded only then); the seeded map otherwise. */
+const fromDatabase = await (async () => {
+  if (role !== "users" || !databaseUrl) return undefined;
+  const db = await import("./users-db.ts");
+  const pool = await db.openUsersDatabase(databaseUrl);
+  return async (id: string) => {
+    const row = await db.findUser(pool, id);
+    return (
+      row &&
+      create(UserSchema, {
+        id: `u-${row.id}`,
+        name: row.name,
+        email: row.email,
+        createdAt: timestampFromDate(row.created_at),
+      })
+    );
+  };
+})();
 
 const ser = (desc: DescMessage) => (m: unknown) => Buffer.from(toBinary(desc, m as never));
 const de = (desc: DescMessage) => (b: Buffer) => fromBinary(desc, b);
@@ -79,7 +102,7 @@ const m =
         GetUserRequestSchema,
         GetUserResponseSchema,
         async (req: { id: string }) => {
-          const user = seededUsers.get(req.id);
+          const user = fromDatabase ? await fromDatabase(req.id) : seededUsers.get(req.id);
           if (!user) throw { code: grpc.status.NOT_FOUND, details: `user ${req.id} not found` };
           return create(GetUserResponseSchema, { user });
         },

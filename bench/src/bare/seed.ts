@@ -3,6 +3,8 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type User, UserSchema } from "@demo/proto/demo/users/v1/users_pb";
 
+export { profileFields } from "./profile-rule.ts";
+
 const SEED = [
   ["u-1", "Ada Lovelace", "ada@example.com"],
   ["u-2", "Grace Hopper", "grace@example.com"],
@@ -15,9 +17,3 @@ export const seededUsers: ReadonlyMap<string, User> = new Map(
     create(UserSchema, { id, name, email, createdAt: timestampFromDate(new Date(0)) }),
   ]),
 );
-
-/** "Ada Lovelace" → { displayName: "Ada L.", initials: "AL" }, as profiles does. */
-export function profileFields(name: string): { displayName: string; initials: string } {
-  const words = name.split(" ");
-  return { displayName: `${words[0]} ${words[1]?.charAt(0)}.`, initials: words.map((w) => w.charAt(0)).join("") };
-}
