@@ -1,43 +1,11 @@
-export {
-  type AuthSettings,
-  authSettings,
-  callerIdentity,
-  type Identity,
-  UNAUTHENTICATED_MESSAGE,
-} from "./auth.ts";
-export type { BalancingPolicy } from "./balancing.ts";
-export { currentCallScope } from "./call-scope.ts";
-export {
-  type ClientOptions,
-  clientOptionsFrom,
-  clientSettings,
-  createClient,
-  createClientFromTransport,
-} from "./client.ts";
-export { codeToString } from "./codes.ts";
-export {
-  type Config,
-  ConfigError,
-  loadConfig,
-  loadConfigOrExit,
-  parseTarget,
-  type Setting,
-  setting,
-} from "./config.ts";
-export {
-  CORS_ALLOWED_HEADERS,
-  CORS_EXPOSED_HEADERS,
-  type CorsSettings,
-  corsSettings,
-  ORIGIN_NOT_ALLOWED,
-  parseOrigin,
-} from "./cors.ts";
+export { currentCallScope } from "./call/call-scope.ts";
+export { codeToString } from "./call/codes.ts";
 export {
   DEFAULT_CALL_TIMEOUT_MS,
   DEFAULT_DEADLINE_MARGIN_MS,
   DEFAULT_STREAM_TIMEOUT_MS,
   outboundTimeoutMs,
-} from "./deadline.ts";
+} from "./call/deadline.ts";
 export {
   type FieldViolation,
   INTERNAL_ERROR_MESSAGE,
@@ -46,15 +14,71 @@ export {
   toCallerError,
   translateUpstreamError,
   upstreamOriginOf,
-} from "./errors.ts";
-export { HealthState, ServingStatus } from "./health.ts";
-export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./logger.ts";
-export { collectRuntimeMetrics, grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./metrics.ts";
-export { RATE_LIMITED_MESSAGE, type RateLimitSettings, rateLimitSettings } from "./rate-limit.ts";
-export { REDACTED, redactMessage } from "./redact.ts";
-export type { RetryBudgetOptions } from "./retry-budget.ts";
-export { DEFAULT_RETRY, type RetryOptions } from "./retry-policy.ts";
-export { requestLogger } from "./rpc-log.ts";
+} from "./call/errors.ts";
+export type { BalancingPolicy } from "./client/balancing.ts";
+export {
+  type ClientOptions,
+  clientOptionsFrom,
+  clientSettings,
+  createClient,
+  createClientFromTransport,
+} from "./client/client.ts";
+export type { RetryBudgetOptions } from "./client/retry-budget.ts";
+export { DEFAULT_RETRY, type RetryOptions } from "./client/retry-policy.ts";
+export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_DNS_REFRESH_MS,
+  type UpstreamOptions,
+  type UpstreamSnapshot,
+} from "./client/upstream.ts";
+export { DEFAULT_CHANNEL_OPTIONS, defaultUpstreamPool, UpstreamPool } from "./client/upstream-pool.ts";
+export {
+  type Config,
+  ConfigError,
+  loadConfig,
+  loadConfigOrExit,
+  parseTarget,
+  type Setting,
+  setting,
+} from "./config/config.ts";
+export {
+  CORS_ALLOWED_HEADERS,
+  CORS_EXPOSED_HEADERS,
+  type CorsSettings,
+  corsSettings,
+  ORIGIN_NOT_ALLOWED,
+  parseOrigin,
+} from "./edge/cors.ts";
+export { RATE_LIMITED_MESSAGE, type RateLimitSettings, rateLimitSettings } from "./edge/rate-limit.ts";
+export {
+  DEFAULT_CONTENT_SECURITY_POLICY,
+  loadStaticSite,
+  type StaticSite,
+  type StaticSiteOptions,
+} from "./edge/static-site.ts";
+export { createLogger, flushLogger, type LogFormat, type Logger, type LogLevel } from "./observe/logger.ts";
+export { collectRuntimeMetrics, grpcCodeLabel, HANDLING_SECONDS_BUCKETS, metricsRegistry } from "./observe/metrics.ts";
+export { REDACTED, redactMessage } from "./observe/redact.ts";
+export { requestLogger } from "./observe/rpc-log.ts";
+export {
+  type CallTimings,
+  formatServerTiming,
+  type HopTiming,
+  parseServerTiming,
+  SERVER_TIMING,
+  SERVER_TIMING_REQUEST,
+} from "./observe/server-timing.ts";
+export { shutdownTelemetry, startTelemetry, type TelemetryOptions, telemetrySettings } from "./observe/telemetry.ts";
+export {
+  type AuthSettings,
+  authSettings,
+  callerIdentity,
+  type Identity,
+  UNAUTHENTICATED_MESSAGE,
+} from "./security/auth.ts";
+export type { CertificateInfo, TlsFiles } from "./security/certificate-checks.ts";
+export { CertificateFiles, type CertificateFilesOptions } from "./security/certificate-files.ts";
+export { tlsFrom, tlsSettings } from "./security/tls-settings.ts";
 export {
   DEFAULT_MAX_CONCURRENT_STREAMS,
   DEFAULT_MAX_HEADER_BYTES,
@@ -65,35 +89,6 @@ export {
   type ServerSettings,
   serve,
   serverSettings,
-} from "./server.ts";
-export {
-  type CallTimings,
-  formatServerTiming,
-  type HopTiming,
-  parseServerTiming,
-  SERVER_TIMING,
-  SERVER_TIMING_REQUEST,
-} from "./server-timing.ts";
-export { type ServiceRegistration, service } from "./service-registration.ts";
-export {
-  DEFAULT_CONTENT_SECURITY_POLICY,
-  loadStaticSite,
-  type StaticSite,
-  type StaticSiteOptions,
-} from "./static-site.ts";
-export { shutdownTelemetry, startTelemetry, type TelemetryOptions, telemetrySettings } from "./telemetry.ts";
-export {
-  CertificateFiles,
-  type CertificateFilesOptions,
-  type CertificateInfo,
-  type TlsFiles,
-  tlsFrom,
-  tlsSettings,
-} from "./tls.ts";
-export {
-  DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_DNS_REFRESH_MS,
-  type UpstreamOptions,
-  type UpstreamSnapshot,
-} from "./upstream.ts";
-export { DEFAULT_CHANNEL_OPTIONS, defaultUpstreamPool, UpstreamPool } from "./upstream-pool.ts";
+} from "./serve.ts";
+export { HealthState, ServingStatus } from "./server/health.ts";
+export { type ServiceRegistration, service } from "./server/service-registration.ts";

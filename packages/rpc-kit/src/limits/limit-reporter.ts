@@ -1,5 +1,5 @@
-import type { Logger } from "../logger.ts";
-import { recordLimitRefusal } from "../metrics.ts";
+import type { Logger } from "../observe/logger.ts";
+import { recordLimitRefusal } from "../observe/metrics.ts";
 import type { LimitName } from "./limit-error.ts";
 import { LogThrottle } from "./log-throttle.ts";
 

@@ -14,10 +14,10 @@ import {
 } from "@connectrpc/connect-node";
 import { CreateUserResponseSchema, GetUserResponseSchema, UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health } from "@demo/proto/health/v1/health_pb";
-import { createClient } from "../client.ts";
-import type { RunningServer, ServerSettings } from "../server.ts";
+import { createClient } from "../client/client.ts";
+import { UpstreamPool } from "../client/upstream-pool.ts";
+import type { RunningServer, ServerSettings } from "../serve.ts";
 import { captureLogger, metricSample, serveUsers } from "../testing/index.ts";
-import { UpstreamPool } from "../upstream-pool.ts";
 
 /**
  * The bounds every server keeps on what clients send (limits/), each seen

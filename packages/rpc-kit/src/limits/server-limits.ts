@@ -1,6 +1,5 @@
-import { ConfigError } from "../config.ts";
-import type { HealthLimits } from "../health.ts";
-import type { Logger } from "../logger.ts";
+import { ConfigError } from "../config/config.ts";
+import type { Logger } from "../observe/logger.ts";
 import { ByteBudget } from "./byte-budget.ts";
 import { clientAddress } from "./client-address.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
@@ -9,6 +8,14 @@ import { createLimitReporter, type LimitReporter } from "./limit-reporter.ts";
 import { ResetBudget } from "./reset-budget.ts";
 import { SessionGuard } from "./session-guard.ts";
 import { connectionCap, type LimitSettings } from "./settings.ts";
+
+/** Bounds on the health service, which needs no token: Watch streams never end on their own. */
+export interface HealthLimits {
+  /** Watch streams open at once (MAX_HEALTH_WATCHES); more get ResourceExhausted. */
+  readonly maxWatches: number;
+  /** Told of each Watch refused, with the caller's address when the engine knows it. */
+  readonly onRefused?: (client: string | undefined) => void;
+}
 
 /** The bound objects one server shares between its engine, its health service and /metrics. */
 export interface ServerLimits {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { type Config, setting } from "../config.ts";
+import { type Config, setting } from "../config/config.ts";
 
 /**
  * The bounds every server keeps on what clients send (issue 13), read from

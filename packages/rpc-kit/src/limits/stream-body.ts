@@ -1,7 +1,7 @@
 import type * as http2 from "node:http2";
 import { constants } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { encodeGrpcMessage } from "../grpc-status.ts";
+import { encodeGrpcMessage } from "../grpc/grpc-status.ts";
 import type { ByteLease } from "./byte-budget.ts";
 import { clientAddress } from "./client-address.ts";
 import { EnvelopeReader } from "./envelope-reader.ts";

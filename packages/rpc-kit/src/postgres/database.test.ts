@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
-import { type CallScope, DatabaseTime, runInCallScope } from "../call-scope.ts";
+import { type CallScope, DatabaseTime, runInCallScope } from "../call/call-scope.ts";
 import {
   captureLogger,
   freePort,

@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import pg from "pg";
-import { currentCallScope } from "../call-scope.ts";
-import type { Logger } from "../logger.ts";
+import { currentCallScope } from "../call/call-scope.ts";
+import type { Logger } from "../observe/logger.ts";
 import { sendCancelRequest } from "./cancel-request.ts";
 import { DATABASE_CANCELED, DATABASE_DEADLINE, isUnavailable, sqlState, toQueryError } from "./errors.ts";
 import { type DatabaseMetrics, databaseMetrics } from "./metrics.ts";

@@ -2,7 +2,7 @@ import { existsSync, rmSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
-import type { Logger } from "../logger.ts";
+import type { Logger } from "../observe/logger.ts";
 
 /**
  * A real PostgreSQL server run by this process, for development and tests

@@ -1,7 +1,6 @@
 import type pg from "pg";
 import { Gauge, Histogram } from "prom-client";
-import { HANDLING_SECONDS_BUCKETS, metricsRegistry } from "../metrics.ts";
-import type { Statement } from "./database.ts";
+import { HANDLING_SECONDS_BUCKETS, metricsRegistry } from "../observe/metrics.ts";
 
 /**
  * The database client's metrics on /metrics, as OpenTelemetry's database
@@ -10,7 +9,11 @@ import type { Statement } from "./database.ts";
  * `db.client.connection.max`), registered when the first Database is made.
  */
 export interface DatabaseMetrics {
-  observe(statement: Statement, seconds: number, errorType: string | undefined): void;
+  observe(
+    statement: { readonly operation: string; readonly collection: string },
+    seconds: number,
+    errorType: string | undefined,
+  ): void;
   /** Reports a pool's connections until the returned function is called. */
   reportPool(pool: pg.Pool, max: number): () => void;
 }

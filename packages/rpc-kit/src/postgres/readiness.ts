@@ -1,4 +1,4 @@
-import type { Logger } from "../logger.ts";
+import type { Logger } from "../observe/logger.ts";
 
 /**
  * Whether a dependency answers, as the server's readiness reads it: the

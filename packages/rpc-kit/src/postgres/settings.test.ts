@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, loadConfig } from "../config.ts";
+import { ConfigError, loadConfig } from "../config/config.ts";
 import { checkDatabaseUrl, databaseSettings } from "./settings.ts";
 
 const PASSWORD = "pw-Never-Shown-5512";

@@ -1,4 +1,4 @@
-import { type Config, setting } from "../config.ts";
+import { type Config, setting } from "../config/config.ts";
 
 /** The environment of a service that owns data in PostgreSQL. */
 export function databaseSettings() {

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type User, UserSchema, type UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { invalidArgument } from "../errors.ts";
+import { invalidArgument } from "../call/errors.ts";
 
 export interface UserFixture {
   impl: ServiceImpl<typeof UserService>;

@@ -12,15 +12,15 @@ import {
   type ServiceImpl,
 } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { createClientFromTransport } from "../client.ts";
-import { loadConfig } from "../config.ts";
-import { errorBoundary } from "../error-boundary.ts";
-import { markUpstreamError } from "../errors.ts";
-import { createLogger, type Logger } from "../logger.ts";
-import { metricsRegistry } from "../metrics.ts";
-import { type RunningServer, type ServerSettings, serve, serverSettings } from "../server.ts";
-import { service as registration, scopedMethodSpecs } from "../service-registration.ts";
-import { UpstreamPool } from "../upstream-pool.ts";
+import { errorBoundary } from "../call/error-boundary.ts";
+import { markUpstreamError } from "../call/errors.ts";
+import { createClientFromTransport } from "../client/client.ts";
+import { UpstreamPool } from "../client/upstream-pool.ts";
+import { loadConfig } from "../config/config.ts";
+import { createLogger, type Logger } from "../observe/logger.ts";
+import { metricsRegistry } from "../observe/metrics.ts";
+import { type RunningServer, type ServerSettings, serve, serverSettings } from "../serve.ts";
+import { service as registration, scopedMethodSpecs } from "../server/service-registration.ts";
 import { userFixture } from "./fixtures.ts";
 import { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 

@@ -6,7 +6,7 @@
  * deployment.
  */
 import pg from "pg";
-import { createLogger } from "../logger.ts";
+import { createLogger } from "../observe/logger.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../postgres/embedded.ts";
 
 export type TestServer = "embedded" | "real";

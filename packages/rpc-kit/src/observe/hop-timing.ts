@@ -1,0 +1,146 @@
+import { isIP } from "node:net";
+import { ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { context, isSpanContextValid, TraceFlags, trace } from "@opentelemetry/api";
+import { currentCallScope, forwardHeaders, hopTimingsKey } from "../call/call-scope.ts";
+import { outcomeCode } from "../call/codes.ts";
+import { onStreamEnd } from "../call/stream-end.ts";
+import {
+  formatServerTiming,
+  type HopTiming,
+  parseServerTiming,
+  SERVER_TIMING,
+  SERVER_TIMING_REQUEST,
+} from "./server-timing.ts";
+
+/**
+ * Collects and returns the `server-timing` trailer (server-timing.ts) for
+ * calls that ask for it: the server interceptor times its own hop and answers with it followed by the
+ * hops its outbound calls reported; the client interceptor gathers those
+ * reports (or times an upstream that sent none) into the inbound call's list.
+ */
+
+/** The values of `x-server-timing` that ask for the trailer. */
+const ASKED = /^(on|1|true)$/i;
+
+/** `00-<trace id>-<span id>-01` of the active span, when it is sampled. */
+function activeTraceparent(): string | undefined {
+  const span = trace.getSpan(context.active());
+  const sc = span?.spanContext();
+  if (sc === undefined || !isSpanContextValid(sc) || (sc.traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
+  return `00-${sc.traceId}-${sc.spanId}-01`;
+}
+
+/**
+ * Server interceptor: answers a call that asks (`x-server-timing: on`) with a
+ * `server-timing` trailer (on errors, in the error's metadata, which every
+ * protocol sends as trailers), and passes the ask on to its outbound calls.
+ * Runs inside the tracing interceptor, so the trace it names is the call's.
+ */
+export function serverTimingInterceptor(serviceName: string): Interceptor {
+  return (next) => async (req) => {
+    if (!ASKED.test(req.header.get(SERVER_TIMING_REQUEST) ?? "")) return next(req);
+    const started = performance.now();
+    const traceparent = activeTraceparent();
+    const upstream: HopTiming[] = [];
+    req.contextValues.set(hopTimingsKey, upstream);
+    forwardHeaders(req.contextValues, { [SERVER_TIMING_REQUEST]: "on" });
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const value = (err: unknown) =>
+      formatServerTiming({
+        ...(traceparent !== undefined && { traceparent }),
+        hops: [
+          {
+            service: serviceName,
+            method,
+            durationMs: performance.now() - started,
+            code: outcomeCode(err),
+            byCaller: false,
+          },
+          ...upstream,
+        ],
+      });
+    const withTiming = (err: unknown) => {
+      const e = ConnectError.from(err);
+      e.metadata.set(SERVER_TIMING, value(e));
+      return e;
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw withTiming(err);
+    }
+    if (!res.stream) {
+      res.trailer.set(SERVER_TIMING, value(undefined));
+      return res;
+    }
+    const trailer = res.trailer;
+    return {
+      ...res,
+      message: onStreamEnd(res.message, (err) => {
+        if (err !== undefined) return withTiming(err);
+        trailer.set(SERVER_TIMING, value(undefined));
+        return undefined;
+      }),
+    } as StreamResponse;
+  };
+}
+
+/**
+ * Client interceptor: adds the hops an upstream reported to the list of the
+ * inbound call being served (nothing outside one). An upstream that answered
+ * with no timing, or not at all, is one hop timed here and named `target`.
+ */
+export function clientTimingInterceptor(target: string): Interceptor {
+  const upstreamName = nameOf(target);
+  return (next) => async (req) => {
+    const hops = currentCallScope()?.hopTimings;
+    if (hops === undefined) return next(req);
+    const started = performance.now();
+    const method = `${req.service.typeName}/${req.method.name}`;
+    let recorded = false;
+    const record = (source: Headers | undefined, err: unknown) => {
+      if (recorded) return;
+      recorded = true;
+      const reported = parseServerTiming(source?.get(SERVER_TIMING)).hops;
+      if (reported.length > 0) hops.push(...reported);
+      else
+        hops.push({
+          service: upstreamName,
+          method,
+          durationMs: performance.now() - started,
+          code: outcomeCode(err),
+          byCaller: true,
+        });
+    };
+    const metadataOf = (err: unknown) => (err instanceof ConnectError ? err.metadata : undefined);
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      record(metadataOf(err), err);
+      throw err;
+    }
+    if (!res.stream) {
+      record(res.trailer, undefined);
+      return res;
+    }
+    const streamed = res;
+    return {
+      ...res,
+      message: onStreamEnd(res.message, (err) => record(err === undefined ? streamed.trailer : metadataOf(err), err)),
+    } as StreamResponse;
+  };
+}
+
+/**
+ * What to call an upstream that gave no timing of its own: its DNS name
+ * (`users`, `users.rpc-chain.svc.cluster.local`), or the whole address when
+ * that says nothing (`localhost:50051`, an IP, a static list).
+ */
+function nameOf(target: string): string {
+  const address = target.replace(/^(dns|static):\/\/\//, "");
+  const host = address.replace(/:\d+$/, "");
+  const vague = target.startsWith("static:") || host === "localhost" || isIP(host.replace(/^\[|\]$/g, "")) !== 0;
+  return vague ? address : host;
+}

@@ -1,0 +1,180 @@
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import {
+  type Attributes,
+  type Context,
+  context,
+  propagation,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  type TextMapSetter,
+  trace,
+} from "@opentelemetry/api";
+import { codeToString } from "../call/codes.ts";
+
+/**
+ * Client and server spans for every RPC, as Connect interceptors on
+ * `@opentelemetry/api` (no monkey-patching): W3C `traceparent`/`tracestate`
+ * and `baggage` are extracted from each inbound call and injected into each
+ * outbound one, so one request is one trace across every hop. Attributes
+ * follow the stable RPC semantic conventions; no request or response data
+ * is recorded, so nothing marked `debug_redact` can reach a span.
+ *
+ * Without a started SDK (see telemetry.ts) the API is a no-op and this costs
+ * next to nothing.
+ */
+
+const tracer = trace.getTracer("@demo/rpc-kit");
+
+const headerGetter: TextMapGetter<Headers> = {
+  get: (carrier, key) => carrier.get(key) ?? undefined,
+  keys: (carrier) => [...carrier.keys()],
+};
+const headerSetter: TextMapSetter<Headers> = {
+  set: (carrier, key, value) => carrier.set(key, value),
+};
+
+/** gRPC's canonical status names (`NOT_FOUND`), as `rpc.status_code` wants them for gRPC. */
+function grpcStatusName(code: Code | 0): string {
+  return code === 0 ? "OK" : codeToString(code).toUpperCase().replace("CANCELED", "CANCELLED");
+}
+
+/** Server-side codes that mean the server failed (the semantic conventions' rule for server spans). */
+const SERVER_ERROR_CODES: ReadonlySet<Code> = new Set([
+  Code.Unknown,
+  Code.DeadlineExceeded,
+  Code.Unimplemented,
+  Code.Internal,
+  Code.Unavailable,
+  Code.DataLoss,
+]);
+
+/**
+ * The RPC system of a call as the edge received it: gRPC (and gRPC-Web), or
+ * Connect, spelled as semantic conventions 1.45 spell it
+ * (`RPC_SYSTEM_NAME_VALUE_CONNECTRPC`).
+ */
+function systemOf(contentType: string | null): "grpc" | "connectrpc" {
+  return contentType?.startsWith("application/grpc") ? "grpc" : "connectrpc";
+}
+
+function finish(span: Span, kind: "server" | "client", system: string, err: unknown): void {
+  const code = err === undefined ? 0 : ConnectError.from(err).code;
+  const status = system === "grpc" ? grpcStatusName(code) : codeToString(code);
+  span.setAttribute("rpc.status_code", status);
+  if (code !== 0 && (kind === "client" || SERVER_ERROR_CODES.has(code))) {
+    span.setAttribute("error.type", status);
+    // The wire message only: it is what the caller sees, and never a cause's text.
+    span.setStatus({ code: SpanStatusCode.ERROR, message: ConnectError.from(err).rawMessage });
+  }
+  span.end();
+}
+
+/**
+ * Runs each `next()` of a stream inside `ctx`, ending the span when the
+ * stream ends, fails, or its reader stops early. The inner iterator's
+ * `return()` runs inside `ctx` too: the interceptors within (the per-RPC log
+ * line of a cancelled stream) must still see the call's span.
+ */
+async function* traceStream<T>(
+  messages: AsyncIterable<T>,
+  ctx: Context,
+  end: (err: unknown) => void,
+): AsyncGenerator<T> {
+  const it = messages[Symbol.asyncIterator]();
+  let ended = false;
+  try {
+    for (;;) {
+      const next = await context.with(ctx, () => it.next());
+      if (next.done) break;
+      yield next.value;
+    }
+    ended = true;
+    end(undefined);
+  } catch (err) {
+    ended = true;
+    end(err);
+    throw err;
+  } finally {
+    if (!ended) {
+      end(new ConnectError("the reader stopped early", Code.Canceled));
+      await context.with(ctx, () => it.return?.());
+    }
+  }
+}
+
+/**
+ * Server interceptor: continues the caller's trace (or starts one), makes the
+ * server span current for the handler and everything it calls, and ends it
+ * when the call, or the stream, ends. `engine` decides `rpc.system.name` for
+ * the internal gRPC engine; the edge reads it from the content type.
+ */
+export function serverTracingInterceptor(engine: "grpc" | "connect"): Interceptor {
+  return (next) => async (req) => {
+    const parent = propagation.extract(context.active(), req.header, headerGetter);
+    const system = engine === "grpc" ? "grpc" : systemOf(req.header.get("content-type"));
+    const attributes: Attributes = {
+      "rpc.system.name": system,
+      "rpc.method": `${req.service.typeName}/${req.method.name}`,
+    };
+    const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.SERVER, attributes }, parent);
+    const ctx = trace.setSpan(parent, span);
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await context.with(ctx, () => next(req));
+    } catch (err) {
+      finish(span, "server", system, err);
+      throw err;
+    }
+    if (!res.stream) {
+      finish(span, "server", system, undefined);
+      return res;
+    }
+    return {
+      ...res,
+      message: traceStream(res.message, ctx, (err) => finish(span, "server", system, err)),
+    } as StreamResponse;
+  };
+}
+
+/**
+ * Client interceptor: a client span, child of whatever span is current (the
+ * server span of the call being served), injected into the request headers.
+ */
+export function clientTracingInterceptor({ address, port }: { address: string; port: number }): Interceptor {
+  return (next) => async (req) => {
+    const parent = context.active();
+    const attributes: Attributes = {
+      "rpc.system.name": "grpc",
+      "rpc.method": `${req.service.typeName}/${req.method.name}`,
+      "server.address": address,
+      "server.port": port,
+    };
+    const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.CLIENT, attributes }, parent);
+    const ctx = trace.setSpan(parent, span);
+    propagation.inject(ctx, req.header, headerSetter);
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await context.with(ctx, () => next(req));
+    } catch (err) {
+      finish(span, "client", "grpc", err);
+      throw err;
+    }
+    if (!res.stream) {
+      finish(span, "client", "grpc", undefined);
+      return res;
+    }
+    let ended = false;
+    const end = (err: unknown) => {
+      if (ended) return;
+      ended = true;
+      finish(span, "client", "grpc", err);
+    };
+    // A stream left early ends with its signal, not with a last read.
+    req.signal.addEventListener("abort", () => end(new ConnectError("the stream was cancelled", Code.Canceled)), {
+      once: true,
+    });
+    return { ...res, message: traceStream(res.message, ctx, end) } as StreamResponse;
+  };
+}
