@@ -16,7 +16,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { ProfileService } from "@demo/proto/demo/profiles/v1/profiles_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
-import { codeToString } from "@demo/rpc-kit";
+import { codeToString } from "@demo/rpc-kit/observe";
 import { type LoadReport, runLoad } from "./load-core.ts";
 
 /** Never more than these, whatever was asked. */

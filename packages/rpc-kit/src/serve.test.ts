@@ -8,7 +8,7 @@ import { createClient } from "./client/client.ts";
 import { UpstreamPool } from "./client/upstream-pool.ts";
 import { ListenError, serve } from "./serve.ts";
 import { service } from "./server/service-registration.ts";
-import { userFixture } from "./testing/fixtures.ts";
+import { userFixture } from "./test-support/users.ts";
 import { captureLogger, testServerSettings, waitFor } from "./testing/index.ts";
 
 function start(engine: "grpc" | "connect", settings = testServerSettings()) {

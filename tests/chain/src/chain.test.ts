@@ -9,7 +9,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
-import { parseServerTiming, SERVER_TIMING, SERVER_TIMING_REQUEST } from "@demo/rpc-kit";
+import { parseServerTiming, SERVER_TIMING, SERVER_TIMING_REQUEST } from "@demo/rpc-kit/server-timing";
 import { until } from "@demo/rpc-kit/testing";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";

@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@demo/proto/demo/gateway/v1/gateway_pb";
-import { createClient as createKitClient, UpstreamPool } from "@demo/rpc-kit";
+import { createClient as createKitClient } from "@demo/rpc-kit";
+import { UpstreamPool } from "@demo/rpc-kit/client";
 import { scrape, total } from "./metrics-scrape.ts";
 import { type Chain, connectionLocalPorts, type ServiceProcess, startChain, startService } from "./processes.ts";
 

@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { collectRuntimeMetrics, metricsRegistry } from "@demo/rpc-kit";
+import { collectRuntimeMetrics, metricsRegistry } from "@demo/rpc-kit/observe";
 import { parse } from "yaml";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));

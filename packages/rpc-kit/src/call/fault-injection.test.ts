@@ -5,7 +5,7 @@ import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient } from "../client/client.ts";
 import { UpstreamPool } from "../client/upstream-pool.ts";
 import type { RunningServer } from "../serve.ts";
-import { serveUsers } from "../testing/index.ts";
+import { serveUsers } from "../test-support/users.ts";
 
 describe("fault injection (FAULT_INJECTION=on)", () => {
   let users: RunningServer;

@@ -7,8 +7,8 @@ import { Code, ConnectError, createClient as createConnectClient } from "@connec
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { NO_RETRY_PUSHBACK } from "../grpc/grpc-metadata.ts";
-import { userFixture } from "../testing/fixtures.ts";
-import { connectionLocalPorts, serveUsers, waitFor } from "../testing/index.ts";
+import { serveUsers, userFixture } from "../test-support/users.ts";
+import { connectionLocalPorts, waitFor } from "../testing/index.ts";
 import { createClient } from "./client.ts";
 import { UpstreamPool } from "./upstream-pool.ts";
 

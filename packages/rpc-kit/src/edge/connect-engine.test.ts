@@ -6,7 +6,8 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1/health_pb";
 import type { RunningServer } from "../serve.ts";
-import { captureLogger, metricSample, serveUsers } from "../testing/index.ts";
+import { serveUsers } from "../test-support/users.ts";
+import { captureLogger, metricSample } from "../testing/index.ts";
 
 /** POSTs `body` over HTTP/1.1 from the local address `client`; resolves with the status. */
 function postFrom(port: number, client: string, path: string, body: string, contentType: string): Promise<number> {

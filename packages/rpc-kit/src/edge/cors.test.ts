@@ -4,7 +4,7 @@ import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { type RunningServer, serve } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
-import { type UserFixture, userFixture } from "../testing/fixtures.ts";
+import { type UserFixture, userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings } from "../testing/index.ts";
 import { corsSettings } from "./cors.ts";
 

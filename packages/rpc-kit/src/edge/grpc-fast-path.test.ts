@@ -8,7 +8,8 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import type { RunningServer } from "../serve.ts";
-import { captureLogger, metricSample, serveUsers } from "../testing/index.ts";
+import { serveUsers } from "../test-support/users.ts";
+import { captureLogger, metricSample } from "../testing/index.ts";
 
 /** GetUserRequest{id: "u-1"} as a gRPC envelope. */
 const GET_U1 = Buffer.from([0, 0, 0, 0, 5, 0x0a, 3, 0x75, 0x2d, 0x31]);

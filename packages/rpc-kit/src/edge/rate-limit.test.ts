@@ -7,7 +7,7 @@ import { RetryInfoSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { metricsRegistry } from "../observe/metrics.ts";
 import { serve } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
-import { userFixture } from "../testing/fixtures.ts";
+import { userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings } from "../testing/index.ts";
 import { RATE_LIMITED_MESSAGE, RateLimiter } from "./rate-limit.ts";
 

@@ -10,7 +10,7 @@ import { UpstreamPool } from "../client/upstream-pool.ts";
 import { loadConfig } from "../config/config.ts";
 import { type RunningServer, serve, serverSettings } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
-import { ada, userFixture } from "../testing/fixtures.ts";
+import { ada, userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings } from "../testing/index.ts";
 
 /**

@@ -17,7 +17,8 @@ import { Health } from "@demo/proto/health/v1/health_pb";
 import { createClient } from "../client/client.ts";
 import { UpstreamPool } from "../client/upstream-pool.ts";
 import type { RunningServer, ServerSettings } from "../serve.ts";
-import { captureLogger, metricSample, serveUsers } from "../testing/index.ts";
+import { serveUsers } from "../test-support/users.ts";
+import { captureLogger, metricSample } from "../testing/index.ts";
 
 /**
  * The bounds every server keeps on what clients send (limits/), each seen

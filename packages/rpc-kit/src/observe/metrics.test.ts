@@ -7,7 +7,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient } from "../client/client.ts";
 import { UpstreamPool } from "../client/upstream-pool.ts";
-import { freePort, parsePrometheusText, seriesKey, serveUsers } from "../testing/index.ts";
+import { serveUsers } from "../test-support/users.ts";
+import { freePort, parsePrometheusText, seriesKey } from "../testing/index.ts";
 import { collectRuntimeMetrics, metricsRegistry } from "./metrics.ts";
 
 /** What /metrics serves, by `name{k="v",…}` with labels sorted by key. */
@@ -152,11 +153,18 @@ describe("metric labels", () => {
 describe("the registry at import", () => {
   it("holds nothing until a server, client or explicit call registers its series", () => {
     // A process of its own: this file has registered series already.
-    const every = ["../index.ts", "../postgres/index.ts", "../testing/index.ts"].map(
-      (m) => new URL(m, import.meta.url).href,
-    );
+    const every = [
+      "../index.ts",
+      "../client/index.ts",
+      "../server/index.ts",
+      "../call/index.ts",
+      "../security/index.ts",
+      "../postgres/index.ts",
+      "../testing/index.ts",
+      "./index.ts",
+    ].map((m) => new URL(m, import.meta.url).href);
     const script = `const ms = ${JSON.stringify(every)}; for (const m of ms) await import(m);
-const { metricsRegistry } = await import(ms[0]);
+const { metricsRegistry } = await import(ms.at(-1));
 process.stdout.write(JSON.stringify(metricsRegistry.getMetricsAsArray().map((m) => m.name)));`;
     const names = JSON.parse(
       execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" }),

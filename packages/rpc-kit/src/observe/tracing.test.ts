@@ -12,7 +12,7 @@ import { UpstreamPool } from "../client/upstream-pool.ts";
 import { serverAddressOf } from "../config/target.ts";
 import { type RunningServer, serve } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
-import { ada, userFixture } from "../testing/fixtures.ts";
+import { ada, userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings, waitFor } from "../testing/index.ts";
 import { metricsRegistry } from "./metrics.ts";
 import { shutdownTelemetry, startTelemetry } from "./telemetry.ts";

@@ -12,7 +12,7 @@ import { currentCallScope } from "../call/call-scope.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { type RunningServer, serve } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
-import { ada, userFixture } from "../testing/fixtures.ts";
+import { ada, userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings } from "../testing/index.ts";
 import {
   type AuthSettings,

@@ -13,7 +13,7 @@ import { DEFAULT_CHANNEL_OPTIONS, UpstreamPool } from "../client/upstream-pool.t
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { type RunningServer, serve, serverSettings } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
-import { userFixture } from "../testing/fixtures.ts";
+import { userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings, waitFor } from "../testing/index.ts";
 import {
   healthCheckStatus,

@@ -8,7 +8,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "@demo/proto/health/v1
 import { createClient } from "../client/client.ts";
 import { UpstreamPool } from "../client/upstream-pool.ts";
 import { type RunningServer, serve } from "../serve.ts";
-import { ada, type UserFixture, userFixture } from "../testing/fixtures.ts";
+import { ada, type UserFixture, userFixture } from "../test-support/users.ts";
 import { captureLogger, testServerSettings, waitFor } from "../testing/index.ts";
 import { service } from "./service-registration.ts";
 

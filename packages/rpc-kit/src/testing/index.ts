@@ -11,17 +11,14 @@ import {
   type Interceptor,
   type ServiceImpl,
 } from "@connectrpc/connect";
-import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { errorBoundary } from "../call/error-boundary.ts";
 import { markUpstreamError } from "../call/errors.ts";
 import { createClientFromTransport } from "../client/client.ts";
-import { UpstreamPool } from "../client/upstream-pool.ts";
 import { loadConfig } from "../config/config.ts";
 import { createLogger, type Logger } from "../observe/logger.ts";
 import { metricsRegistry } from "../observe/metrics.ts";
-import { type RunningServer, type ServerSettings, serve, serverSettings } from "../serve.ts";
+import { type ServerSettings, serverSettings } from "../serve.ts";
 import { service as registration, scopedMethodSpecs } from "../server/service-registration.ts";
-import { userFixture } from "./fixtures.ts";
 import { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 
 export { freePort } from "./free-port.ts";
@@ -139,29 +136,6 @@ export async function until<T>(what: string, find: () => T | undefined, ms = 5_0
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
-}
-
-/**
- * A UserService server on free ports for rpc-kit's own tests, owning no
- * process: the fixture's handlers (testing/fixtures.ts) unless `impl` is given.
- */
-export function serveUsers(
-  options: {
-    readonly settings?: Partial<ServerSettings>;
-    readonly engine?: "grpc" | "connect";
-    readonly impl?: ServiceImpl<typeof UserService>;
-    readonly logger?: Logger;
-  } = {},
-): Promise<RunningServer> {
-  return serve({
-    name: "users",
-    ...(options.engine && { engine: options.engine }),
-    settings: testServerSettings(options.settings),
-    logger: options.logger ?? captureLogger("users").logger,
-    services: [registration(UserService, options.impl ?? userFixture().impl)],
-    ownsProcess: false,
-    pool: new UpstreamPool(),
-  });
 }
 
 /** The value of one series in this process's /metrics (0 when absent). */

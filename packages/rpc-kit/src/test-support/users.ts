@@ -1,12 +1,19 @@
 /**
- * A small UserService for rpc-kit's own tests: records what its handlers saw
- * (deadlines, cancellations) so that tests can assert on the far side of a hop.
+ * A small UserService for rpc-kit's own tests (not exported, not built):
+ * records what its handlers saw (deadlines, cancellations) so that tests can
+ * assert on the far side of a hop. The kit's public testing entry
+ * (`@demo/rpc-kit/testing`) knows nothing of the demo's protos.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type User, UserSchema, type UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { type User, UserSchema, UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { invalidArgument } from "../call/errors.ts";
+import { UpstreamPool } from "../client/upstream-pool.ts";
+import type { Logger } from "../observe/logger.ts";
+import { type RunningServer, type ServerSettings, serve } from "../serve.ts";
+import { service as registration } from "../server/service-registration.ts";
+import { captureLogger, testServerSettings } from "../testing/index.ts";
 
 export interface UserFixture {
   impl: ServiceImpl<typeof UserService>;
@@ -68,4 +75,27 @@ export function userFixture(): UserFixture {
     },
   };
   return fixture;
+}
+
+/**
+ * A UserService server on free ports for rpc-kit's own tests, owning no
+ * process: the fixture's handlers (testing/fixtures.ts) unless `impl` is given.
+ */
+export function serveUsers(
+  options: {
+    readonly settings?: Partial<ServerSettings>;
+    readonly engine?: "grpc" | "connect";
+    readonly impl?: ServiceImpl<typeof UserService>;
+    readonly logger?: Logger;
+  } = {},
+): Promise<RunningServer> {
+  return serve({
+    name: "users",
+    ...(options.engine && { engine: options.engine }),
+    settings: testServerSettings(options.settings),
+    logger: options.logger ?? captureLogger("users").logger,
+    services: [registration(UserService, options.impl ?? userFixture().impl)],
+    ownsProcess: false,
+    pool: new UpstreamPool(),
+  });
 }
