@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { collectRuntimeMetrics, metricsRegistry } from "@demo/rpc-kit/observe";
+import { collectRuntimeMetrics, metricsRegistry, registerRpcMetrics } from "@demo/rpc-kit/observe";
 import { parse } from "yaml";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -73,6 +73,8 @@ function labelsIn(expr: string): { selectors: { metric: string; labels: string[]
  * plus the labels the scrape itself adds.
  */
 async function exportedSeries(scrapeLabels: readonly string[]): Promise<Map<string, Set<string>>> {
+  // What a running service registers with its server and clients, and Node's runtime series.
+  registerRpcMetrics();
   collectRuntimeMetrics();
   const series = new Map<string, Set<string>>();
   for (const m of await metricsRegistry.getMetricsAsJSON()) {

@@ -137,6 +137,15 @@ function families(): ReturnType<typeof createFamilies> {
   return registered;
 }
 
+/**
+ * Registers the RPC series (grpc_server_*, grpc_client_*, rpc_kit_*_in_flight_calls,
+ * retries, refusals) now rather than with the first server or client: for a
+ * tool that lists what a service exports (the dashboard check).
+ */
+export function registerRpcMetrics(): void {
+  families();
+}
+
 /** The series of one method on one side (and, for clients, one target), bound once. */
 interface MethodSeries {
   readonly started: CounterSeries;
