@@ -2,7 +2,6 @@ import { isIP } from "node:net";
 import { format } from "node:util";
 import type { Interceptor } from "@connectrpc/connect";
 import { type Server, ServerCredentials, setLogger } from "@grpc/grpc-js";
-import { errorBoundary } from "./call/error-boundary.ts";
 import { faultInjectionInterceptor } from "./call/fault-injection.ts";
 import { defaultUpstreamPool, type UpstreamPool } from "./client/upstream-pool.ts";
 import { type Config, ConfigError, setting } from "./config/config.ts";
@@ -14,19 +13,11 @@ import { clientAddress } from "./limits/client-address.ts";
 import { LogThrottle } from "./limits/log-throttle.ts";
 import { type ServerLimits, serverLimits } from "./limits/server-limits.ts";
 import { limitSettings } from "./limits/settings.ts";
-import { serverTimingInterceptor } from "./observe/hop-timing.ts";
 import { createLogger, flushLogger, LOG_FORMATS, LOG_LEVELS, type Logger } from "./observe/logger.ts";
-import {
-  collectRuntimeMetrics,
-  metricsRegistry,
-  recordRefusedBeforeRpc,
-  reportServerLoad,
-  serverMetricsInterceptor,
-} from "./observe/metrics.ts";
+import { collectRuntimeMetrics, metricsRegistry, recordRefusedBeforeRpc, reportServerLoad } from "./observe/metrics.ts";
 import { registerServiceSchemas } from "./observe/redact.ts";
-import { rpcLogInterceptor } from "./observe/rpc-log.ts";
+import { serverObserver } from "./observe/server-observer.ts";
 import { shutdownTelemetry } from "./observe/telemetry.ts";
-import { serverTracingInterceptor } from "./observe/tracing.ts";
 import { type Authenticator, type AuthSettings, authInterceptor, createAuthenticator } from "./security/auth.ts";
 import { tlsFrom, tlsSettings } from "./security/tls-settings.ts";
 import { type AdminRoutes, type AdminServer, createAdminServer } from "./server/admin-server.ts";
@@ -221,14 +212,15 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     return cannotStart(err);
   }
   const limiter = options.rateLimit === undefined ? undefined : createRateLimiter(options.rateLimit);
-  // Outermost first: the span and the metrics see the code the caller gets;
-  // the log line is written inside the span, so it carries its trace id.
+  // Outermost first: the observer (span, timing, metrics, log line, error boundary) sees the code
+  // the caller gets, whoever refused the call within it.
   const interceptors = [
-    serverTracingInterceptor(options.engine ?? "grpc"),
-    ...(settings.serverTiming ? [serverTimingInterceptor(name)] : []),
-    serverMetricsInterceptor(),
-    rpcLogInterceptor(logger),
-    errorBoundary,
+    serverObserver({
+      engine: options.engine ?? "grpc",
+      serviceName: name,
+      serverTiming: settings.serverTiming,
+      logger,
+    }),
     // Authentication before the rate limit, which keys on the verified subject.
     ...(authenticator ? [authInterceptor(authenticator)] : []),
     ...(limiter ? [rateLimitInterceptor(limiter)] : []),

@@ -1,6 +1,12 @@
 import { isIP } from "node:net";
-import { ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { context, isSpanContextValid, TraceFlags, trace } from "@opentelemetry/api";
+import {
+  ConnectError,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+} from "@connectrpc/connect";
+import { isSpanContextValid, type Span, TraceFlags } from "@opentelemetry/api";
 import { currentCallScope, forwardHeaders, hopTimingsKey } from "../call/call-scope.ts";
 import { outcomeCode } from "../call/codes.ts";
 import { onStreamEnd } from "../call/stream-end.ts";
@@ -22,30 +28,35 @@ import {
 /** The values of `x-server-timing` that ask for the trailer. */
 const ASKED = /^(on|1|true)$/i;
 
-/** `00-<trace id>-<span id>-01` of the active span, when it is sampled. */
-function activeTraceparent(): string | undefined {
-  const span = trace.getSpan(context.active());
+/** `00-<trace id>-<span id>-01` of `span`, when it is sampled. */
+function traceparentOf(span: Span | undefined): string | undefined {
   const sc = span?.spanContext();
   if (sc === undefined || !isSpanContextValid(sc) || (sc.traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
   return `00-${sc.traceId}-${sc.spanId}-01`;
 }
 
 /**
- * Server interceptor: answers a call that asks (`x-server-timing: on`) with a
- * `server-timing` trailer (on errors, in the error's metadata, which every
- * protocol sends as trailers), and passes the ask on to its outbound calls.
- * Runs inside the tracing interceptor, so the trace it names is the call's.
+ * The server's side of a call that asks (`x-server-timing: on`) for a
+ * `server-timing` trailer, or undefined when it does not: the ask passed on
+ * to the call's outbound calls, which report their hops into the call scope;
+ * `value(err)` is this hop followed by theirs, named by the call's trace
+ * (`span`), for the trailer (or, on errors, the error's metadata, which
+ * every protocol sends as trailers).
  */
-export function serverTimingInterceptor(serviceName: string): Interceptor {
-  return (next) => async (req) => {
-    if (!ASKED.test(req.header.get(SERVER_TIMING_REQUEST) ?? "")) return next(req);
-    const started = performance.now();
-    const traceparent = activeTraceparent();
-    const upstream: HopTiming[] = [];
-    req.contextValues.set(hopTimingsKey, upstream);
-    forwardHeaders(req.contextValues, { [SERVER_TIMING_REQUEST]: "on" });
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const value = (err: unknown) =>
+export function askedServerTiming(
+  req: UnaryRequest | StreamRequest,
+  serviceName: string,
+  span: Span,
+): { value(err: unknown): string } | undefined {
+  if (!ASKED.test(req.header.get(SERVER_TIMING_REQUEST) ?? "")) return undefined;
+  const started = performance.now();
+  const traceparent = traceparentOf(span);
+  const upstream: HopTiming[] = [];
+  req.contextValues.set(hopTimingsKey, upstream);
+  forwardHeaders(req.contextValues, { [SERVER_TIMING_REQUEST]: "on" });
+  const method = `${req.service.typeName}/${req.method.name}`;
+  return {
+    value: (err) =>
       formatServerTiming({
         ...(traceparent !== undefined && { traceparent }),
         hops: [
@@ -58,31 +69,7 @@ export function serverTimingInterceptor(serviceName: string): Interceptor {
           },
           ...upstream,
         ],
-      });
-    const withTiming = (err: unknown) => {
-      const e = ConnectError.from(err);
-      e.metadata.set(SERVER_TIMING, value(e));
-      return e;
-    };
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (err) {
-      throw withTiming(err);
-    }
-    if (!res.stream) {
-      res.trailer.set(SERVER_TIMING, value(undefined));
-      return res;
-    }
-    const trailer = res.trailer;
-    return {
-      ...res,
-      message: onStreamEnd(res.message, (err) => {
-        if (err !== undefined) return withTiming(err);
-        trailer.set(SERVER_TIMING, value(undefined));
-        return undefined;
       }),
-    } as StreamResponse;
   };
 }
 

@@ -1,5 +1,12 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+} from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { onStreamEnd } from "../call/stream-end.ts";
 import {
@@ -301,18 +308,37 @@ function measure(seriesOf: (method: DescMethod, service: string) => MethodSeries
   };
 }
 
-/** Server interceptor: grpc_server_* and the in-flight gauge. */
-export function serverMetricsInterceptor(): Interceptor {
+/** What the server records of one call: its end (code, time, in flight) and each stream message sent. */
+export interface CallMeter {
+  end(err: unknown): void;
+  messageSent(): void;
+}
+
+/** grpc_server_* and the in-flight gauge, for the calls of one server; each method's series bound once. */
+export function serverCallMeter(): (req: UnaryRequest | StreamRequest) => CallMeter {
   const bound = new WeakMap<DescMethod, MethodSeries>();
-  return measure((method, service) => {
-    let m = bound.get(method);
+  return (req) => {
+    let m = bound.get(req.method);
     if (m === undefined) {
       const f = families();
-      m = bindMethod(f.server, method, f.serverInFlight.bind({ grpc_service: service }));
-      bound.set(method, m);
+      m = bindMethod(f.server, req.method, f.serverInFlight.bind({ grpc_service: req.service.typeName }));
+      bound.set(req.method, m);
     }
-    return m;
-  });
+    const series = m;
+    series.started.value++;
+    series.inFlight.value++;
+    const start = performance.now();
+    return {
+      end(err) {
+        series.inFlight.value--;
+        handledSeries(series, err === undefined ? 0 : ConnectError.from(err).code).value++;
+        series.seconds.observe((performance.now() - start) / 1000);
+      },
+      messageSent() {
+        series.streamMessages.value++;
+      },
+    };
+  };
 }
 
 /** Client interceptor for one upstream target: grpc_client_* and the in-flight gauge. */

@@ -4,14 +4,13 @@ import {
   ConnectError,
   createContextKey,
   type HandlerContext,
-  type Interceptor,
-  type StreamResponse,
+  type StreamRequest,
+  type UnaryRequest,
 } from "@connectrpc/connect";
 import pino, { type Level, type Logger } from "pino";
 import { DatabaseTime, databaseTimeKey, hopTimingsKey } from "../call/call-scope.ts";
 import { codeToString } from "../call/codes.ts";
 import { upstreamOriginOf } from "../call/errors.ts";
-import { onStreamEnd } from "../call/stream-end.ts";
 
 /**
  * One log line per RPC served: `rpc_service`, `rpc_method`, `rpc_code`,
@@ -53,49 +52,38 @@ export function levelForCode(code: Code | 0): Level {
   }
 }
 
-/** The server-side per-RPC log interceptor. */
-export function rpcLogInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
-    req.contextValues.set(requestLoggerKey, logger);
-    const database = new DatabaseTime(req.contextValues.get(hopTimingsKey));
-    req.contextValues.set(databaseTimeKey, database);
-    const start = performance.now();
-    const done = (err: unknown, messages?: number) => {
-      const code = err === undefined ? 0 : ConnectError.from(err).code;
-      const level = levelForCode(code);
-      if (!logger.isLevelEnabled(level)) return;
-      const fields: Record<string, unknown> = {
-        ...rpcFields(req.method),
-        rpc_code: codeToString(code),
-        duration_ms: Math.round((performance.now() - start) * 1000) / 1000,
-      };
-      if (messages !== undefined) fields.messages_sent = messages;
-      if (database.queries > 0) {
-        fields.db_ms = Math.round(database.ms * 1000) / 1000;
-        fields.db_queries = database.queries;
-      }
-      if (err !== undefined) {
-        fields.err = err;
-        const origin = upstreamOriginOf((err as { cause?: unknown }).cause);
-        if (origin) fields.upstream = origin.procedure;
-      }
-      logger[level](fields, `${req.method.name} ${codeToString(code)}`);
+/**
+ * The per-RPC log line of one inbound call, written by `end` (with the
+ * number of messages a stream sent); sets up the handler's request logger
+ * and the call's database time, which the line reports.
+ */
+export function startCallLog(
+  req: UnaryRequest | StreamRequest,
+  logger: Logger,
+): (err: unknown, messages?: number) => void {
+  req.contextValues.set(requestLoggerKey, logger);
+  const database = new DatabaseTime(req.contextValues.get(hopTimingsKey));
+  req.contextValues.set(databaseTimeKey, database);
+  const start = performance.now();
+  return (err, messages) => {
+    const code = err === undefined ? 0 : ConnectError.from(err).code;
+    const level = levelForCode(code);
+    if (!logger.isLevelEnabled(level)) return;
+    const fields: Record<string, unknown> = {
+      ...rpcFields(req.method),
+      rpc_code: codeToString(code),
+      duration_ms: Math.round((performance.now() - start) * 1000) / 1000,
     };
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (err) {
-      done(err);
-      throw err;
+    if (messages !== undefined) fields.messages_sent = messages;
+    if (database.queries > 0) {
+      fields.db_ms = Math.round(database.ms * 1000) / 1000;
+      fields.db_queries = database.queries;
     }
-    if (!res.stream) {
-      done(undefined);
-      return res;
+    if (err !== undefined) {
+      fields.err = err;
+      const origin = upstreamOriginOf((err as { cause?: unknown }).cause);
+      if (origin) fields.upstream = origin.procedure;
     }
-    // The engine stopping its read means the caller went away.
-    return {
-      ...res,
-      message: onStreamEnd(res.message, done, { earlyStop: "the caller cancelled the stream" }),
-    } as StreamResponse;
+    logger[level](fields, `${req.method.name} ${codeToString(code)}`);
   };
 }

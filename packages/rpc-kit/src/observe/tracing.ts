@@ -1,4 +1,11 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+} from "@connectrpc/connect";
 import {
   type Attributes,
   type Context,
@@ -105,37 +112,23 @@ async function* traceStream<T>(
 }
 
 /**
- * Server interceptor: continues the caller's trace (or starts one), makes the
- * server span current for the handler and everything it calls, and ends it
- * when the call, or the stream, ends. `engine` decides `rpc.system.name` for
- * the internal gRPC engine; the edge reads it from the content type.
+ * The server span of an inbound call: continues the caller's trace (or
+ * starts one); `ctx` makes it current for the handler and everything it
+ * calls. `engine` decides `rpc.system.name` for the internal gRPC engine;
+ * the edge reads it from the content type. `end` sets the status and ends it.
  */
-export function serverTracingInterceptor(engine: "grpc" | "connect"): Interceptor {
-  return (next) => async (req) => {
-    const parent = propagation.extract(context.active(), req.header, headerGetter);
-    const system = engine === "grpc" ? "grpc" : systemOf(req.header.get("content-type"));
-    const attributes: Attributes = {
-      "rpc.system.name": system,
-      "rpc.method": `${req.service.typeName}/${req.method.name}`,
-    };
-    const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.SERVER, attributes }, parent);
-    const ctx = trace.setSpan(parent, span);
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await context.with(ctx, () => next(req));
-    } catch (err) {
-      finish(span, "server", system, err);
-      throw err;
-    }
-    if (!res.stream) {
-      finish(span, "server", system, undefined);
-      return res;
-    }
-    return {
-      ...res,
-      message: traceStream(res.message, ctx, (err) => finish(span, "server", system, err)),
-    } as StreamResponse;
+export function startServerSpan(
+  req: UnaryRequest | StreamRequest,
+  engine: "grpc" | "connect",
+): { readonly ctx: Context; readonly span: Span; end(err: unknown): void } {
+  const parent = propagation.extract(context.active(), req.header, headerGetter);
+  const system = engine === "grpc" ? "grpc" : systemOf(req.header.get("content-type"));
+  const attributes: Attributes = {
+    "rpc.system.name": system,
+    "rpc.method": `${req.service.typeName}/${req.method.name}`,
   };
+  const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.SERVER, attributes }, parent);
+  return { ctx: trace.setSpan(parent, span), span, end: (err) => finish(span, "server", system, err) };
 }
 
 /**
