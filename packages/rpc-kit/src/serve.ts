@@ -7,7 +7,13 @@ import { defaultUpstreamPool, type UpstreamPool } from "./client/upstream-pool.t
 import { type Config, ConfigError, setting } from "./config/config.ts";
 import { type ConnectEngine, createConnectEngine } from "./edge/connect-engine.ts";
 import { type CorsSettings, createCorsGate } from "./edge/cors.ts";
-import { createRateLimiter, type RateLimitSettings, rateLimitInterceptor } from "./edge/rate-limit.ts";
+import type { RefusedRequest } from "./edge/edge-http.ts";
+import {
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimitSettings,
+  rateLimitInterceptor,
+} from "./edge/rate-limit.ts";
 import type { StaticSite } from "./edge/static-site.ts";
 import { clientAddress } from "./limits/client-address.ts";
 import { LogThrottle } from "./limits/log-throttle.ts";
@@ -19,6 +25,7 @@ import { registerServiceSchemas } from "./observe/redact.ts";
 import { serverObserver } from "./observe/server-observer.ts";
 import { shutdownTelemetry } from "./observe/telemetry.ts";
 import { type Authenticator, type AuthSettings, authInterceptor, createAuthenticator } from "./security/auth.ts";
+import type { CertificateFiles } from "./security/certificate-files.ts";
 import { tlsFrom, tlsSettings } from "./security/tls-settings.ts";
 import { type AdminRoutes, type AdminServer, createAdminServer } from "./server/admin-server.ts";
 import { createGrpcEngine } from "./server/grpc-engine.ts";
@@ -169,7 +176,13 @@ export class ListenError extends Error {
 
 /**
  * Serves `services` on the RPC port with grpc.health.v1 beside them, and the
- * admin port, and shuts both down in order. See {@link ServeOptions}.
+ * admin port, and shuts both down in order. See {@link ServeOptions}. The
+ * steps: the process's logging, TLS and runtime metrics; authentication and
+ * the bounds (limits/), each setting error reported in one line; the
+ * interceptors (the server observer outermost); the engine and its port
+ * (`edgeListener` or `internalListener`), then the admin port;
+ * `announceProtections`; readiness from the dependencies; the ordered
+ * `shutdown`; `exitOnSignals`; the "listening" line, last.
  */
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { settings, name } = options;
@@ -228,8 +241,6 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     ...(options.interceptors ?? []),
   ];
   const registrations = [...options.services, service(HealthService, createHealthService(health, limits.health))];
-  // Requests refused before their RPC began: counted each, logged once per client and kind per interval.
-  const refusedLog = new LogThrottle();
   for (const r of registrations) registerServiceSchemas(r.service);
 
   let rpc: RpcListener;
@@ -239,77 +250,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   try {
     rpc =
       options.engine === "connect"
-        ? connectListener(
-            createConnectEngine(registrations, {
-              interceptors,
-              shutdownSignal: forceStop.signal,
-              readMaxBytes: settings.maxMessageBytes,
-              maxConcurrentStreams: settings.maxConcurrentStreams,
-              maxHeaderBytes: settings.maxHeaderBytes,
-              maxConnectionAgeMs: settings.maxConnectionAgeMs,
-              maxConnectionAgeGraceMs: settings.shutdownTimeoutMs,
-              onRefusedBeforeRpc: (r) => {
-                // No span, grpc_* series or per-RPC line exists for these: a counter and a line do.
-                recordRefusedBeforeRpc(r.service, r.method, r.status);
-                const client = clientAddress(r.client);
-                const refused = refusedLog.take(`${r.service}/${r.method} ${r.status} ${client}`);
-                if (refused === undefined) return;
-                logger.info(
-                  {
-                    rpc_service: r.service,
-                    rpc_method: r.method,
-                    status: r.status,
-                    content_type: r.contentType?.slice(0, 100),
-                    duration_ms: Math.round(r.durationMs * 1000) / 1000,
-                    client,
-                    refused,
-                  },
-                  `${r.method} refused before the call began: ${/^\d+$/.test(r.status) ? `HTTP ${r.status}` : r.status}`,
-                );
-              },
-              limits: {
-                budget: limits.budget,
-                report: limits.report,
-                sessions: limits.sessions,
-                connections: (limits.edge as NonNullable<ServerLimits["edge"]>).connections,
-                pipeline: (limits.edge as NonNullable<ServerLimits["edge"]>).pipeline,
-                headersTimeoutMs: settings.headersTimeoutMs,
-                requestTimeoutMs: settings.requestTimeoutMs,
-                keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
-                maxJsonDepth: settings.maxJsonDepth,
-              },
-              ...(options.cors && { cors: createCorsGate(options.cors) }),
-              ...(options.site && { site: options.site }),
-            }),
-          )
-        : grpcListener(
-            createGrpcEngine(registrations, {
-              interceptors,
-              shutdownSignal: forceStop.signal,
-              maxHeaderBytes: settings.maxHeaderBytes,
-              serverOptions: {
-                "grpc.max_receive_message_length": settings.maxMessageBytes,
-                "grpc.max_send_message_length": settings.maxMessageBytes,
-                "grpc.max_concurrent_streams": settings.maxConcurrentStreams,
-                "grpc.keepalive_permit_without_calls": 1,
-                ...(settings.maxConnectionAgeMs > 0 && {
-                  "grpc.max_connection_age_ms": settings.maxConnectionAgeMs,
-                  "grpc.max_connection_age_grace_ms": settings.shutdownTimeoutMs,
-                }),
-              },
-              limits: {
-                maxConnections: limits.maxConnections,
-                headersTimeoutMs: settings.headersTimeoutMs,
-                maxHeaderBytes: settings.maxHeaderBytes,
-                maxMessageBytes: settings.maxMessageBytes,
-                requestTimeoutMs: settings.requestTimeoutMs,
-                budget: limits.budget,
-                sessions: limits.sessions,
-                report: limits.report,
-              },
-            }),
-            tls?.serverCredentials(),
-          );
+        ? edgeListener(registrations, interceptors, { options, limits, forceStop, logger })
+        : internalListener(registrations, interceptors, { options, limits, forceStop, tls });
     port = await bindOrExplain(() => rpc.listen(settings.host, settings.port), settings.port, "PORT");
     admin = createAdminServer(health, {
       "/metrics": serveMetrics,
@@ -332,32 +274,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     return cannotStart(err);
   }
 
-  if (options.auth !== undefined) {
-    if (authenticator === undefined) {
-      logger.warn(
-        "authentication is off: neither AUTH_JWT_SECRET_FILE nor AUTH_JWKS_FILE is set, so calls are accepted without credentials",
-      );
-    } else {
-      logger.info(
-        {
-          auth_keys: authenticator.keys,
-          auth_issuer: options.auth.authIssuer,
-          auth_audience: options.auth.authAudience,
-          auth_require_for_reads: authenticator.requireForReads,
-        },
-        "authentication is on: methods with side effects need a bearer token",
-      );
-    }
-  }
-  if (limiter !== undefined && options.rateLimit !== undefined) {
-    logger.info(
-      {
-        rate_limit_per_second: options.rateLimit.rateLimitPerSecond,
-        rate_limit_burst: options.rateLimit.rateLimitBurst,
-      },
-      "per-client rate limit is on",
-    );
-  }
+  announceProtections(options, authenticator, limiter, logger);
   const dependencies = options.dependencies ?? [];
   const servingStatus = () => (dependencies.every((d) => d.ready) ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   for (const r of registrations) health.set(r.service.typeName, servingStatus());
@@ -401,29 +318,174 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     return shuttingDown;
   };
 
-  if (ownsProcess) {
-    onShutdownSignals({
-      onFirst: (signal) => {
-        logger.info({ signal }, "signal received");
-        shutdown().then(
-          () => process.exit(0),
-          (err: unknown) => {
-            logger.error({ err }, "shutdown failed");
-            void flushLogger(logger).finally(() => process.exit(1));
-          },
-        );
-      },
-      onSecond: (signal) => {
-        logger.warn({ signal }, "second signal: exiting now");
-        setTimeout(() => process.exit(1), 200).unref();
-        void flushLogger(logger).finally(() => process.exit(1));
-      },
-    });
-  }
+  if (ownsProcess) exitOnSignals(shutdown, logger);
 
   // Announced last: whoever waits for this line may signal at once, and the handlers are in place.
   logger.info({ port, admin_port: adminPort, engine: options.engine ?? "grpc" }, `${name} listening`);
   return { port, adminPort, logger, health, shutdown };
+}
+
+/** What the engines are built from besides the registrations and interceptors. */
+interface EngineParts {
+  readonly options: ServeOptions;
+  readonly limits: ServerLimits;
+  readonly forceStop: AbortController;
+}
+
+/**
+ * Requests the edge refused before their RPC began: no span, grpc_* series or
+ * per-RPC line exists for these, so each is counted, and logged once per
+ * client and kind per interval.
+ */
+function refusedBeforeRpcReporter(logger: Logger): (r: RefusedRequest) => void {
+  const refusedLog = new LogThrottle();
+  return (r) => {
+    // No span, grpc_* series or per-RPC line exists for these: a counter and a line do.
+    recordRefusedBeforeRpc(r.service, r.method, r.status);
+    const client = clientAddress(r.client);
+    const refused = refusedLog.take(`${r.service}/${r.method} ${r.status} ${client}`);
+    if (refused === undefined) return;
+    logger.info(
+      {
+        rpc_service: r.service,
+        rpc_method: r.method,
+        status: r.status,
+        content_type: r.contentType?.slice(0, 100),
+        duration_ms: Math.round(r.durationMs * 1000) / 1000,
+        client,
+        refused,
+      },
+      `${r.method} refused before the call began: ${/^\d+$/.test(r.status) ? `HTTP ${r.status}` : r.status}`,
+    );
+  };
+}
+
+/** The public port: connect-node (Connect, gRPC-Web, gRPC) with the edge's bounds, CORS and site. */
+function edgeListener(
+  registrations: readonly ServiceRegistration[],
+  interceptors: readonly Interceptor[],
+  { options, limits, forceStop, logger }: EngineParts & { readonly logger: Logger },
+): RpcListener {
+  const { settings } = options;
+  const onRefusedBeforeRpc = refusedBeforeRpcReporter(logger);
+  return connectListener(
+    createConnectEngine(registrations, {
+      interceptors,
+      shutdownSignal: forceStop.signal,
+      readMaxBytes: settings.maxMessageBytes,
+      maxConcurrentStreams: settings.maxConcurrentStreams,
+      maxHeaderBytes: settings.maxHeaderBytes,
+      maxConnectionAgeMs: settings.maxConnectionAgeMs,
+      maxConnectionAgeGraceMs: settings.shutdownTimeoutMs,
+      onRefusedBeforeRpc,
+      limits: {
+        budget: limits.budget,
+        report: limits.report,
+        sessions: limits.sessions,
+        connections: (limits.edge as NonNullable<ServerLimits["edge"]>).connections,
+        pipeline: (limits.edge as NonNullable<ServerLimits["edge"]>).pipeline,
+        headersTimeoutMs: settings.headersTimeoutMs,
+        requestTimeoutMs: settings.requestTimeoutMs,
+        keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+        maxJsonDepth: settings.maxJsonDepth,
+      },
+      ...(options.cors && { cors: createCorsGate(options.cors) }),
+      ...(options.site && { site: options.site }),
+    }),
+  );
+}
+
+/** An internal port: grpc-js, mTLS when the TLS files are set. */
+function internalListener(
+  registrations: readonly ServiceRegistration[],
+  interceptors: readonly Interceptor[],
+  { options, limits, forceStop, tls }: EngineParts & { readonly tls: CertificateFiles | undefined },
+): RpcListener {
+  const { settings } = options;
+  return grpcListener(
+    createGrpcEngine(registrations, {
+      interceptors,
+      shutdownSignal: forceStop.signal,
+      maxHeaderBytes: settings.maxHeaderBytes,
+      serverOptions: {
+        "grpc.max_receive_message_length": settings.maxMessageBytes,
+        "grpc.max_send_message_length": settings.maxMessageBytes,
+        "grpc.max_concurrent_streams": settings.maxConcurrentStreams,
+        "grpc.keepalive_permit_without_calls": 1,
+        ...(settings.maxConnectionAgeMs > 0 && {
+          "grpc.max_connection_age_ms": settings.maxConnectionAgeMs,
+          "grpc.max_connection_age_grace_ms": settings.shutdownTimeoutMs,
+        }),
+      },
+      limits: {
+        maxConnections: limits.maxConnections,
+        headersTimeoutMs: settings.headersTimeoutMs,
+        maxHeaderBytes: settings.maxHeaderBytes,
+        maxMessageBytes: settings.maxMessageBytes,
+        requestTimeoutMs: settings.requestTimeoutMs,
+        budget: limits.budget,
+        sessions: limits.sessions,
+        report: limits.report,
+      },
+    }),
+    tls?.serverCredentials(),
+  );
+}
+
+/** Says at start what protects the port: authentication on or off, the rate limit. */
+function announceProtections(
+  options: ServeOptions,
+  authenticator: Authenticator | undefined,
+  limiter: RateLimiter | undefined,
+  logger: Logger,
+): void {
+  if (options.auth !== undefined) {
+    if (authenticator === undefined) {
+      logger.warn(
+        "authentication is off: neither AUTH_JWT_SECRET_FILE nor AUTH_JWKS_FILE is set, so calls are accepted without credentials",
+      );
+    } else {
+      logger.info(
+        {
+          auth_keys: authenticator.keys,
+          auth_issuer: options.auth.authIssuer,
+          auth_audience: options.auth.authAudience,
+          auth_require_for_reads: authenticator.requireForReads,
+        },
+        "authentication is on: methods with side effects need a bearer token",
+      );
+    }
+  }
+  if (limiter !== undefined && options.rateLimit !== undefined) {
+    logger.info(
+      {
+        rate_limit_per_second: options.rateLimit.rateLimitPerSecond,
+        rate_limit_burst: options.rateLimit.rateLimitBurst,
+      },
+      "per-client rate limit is on",
+    );
+  }
+}
+
+/** SIGTERM/SIGINT: the ordered shutdown, then exit 0 (1 if it failed); a second signal exits at once. */
+function exitOnSignals(shutdown: () => Promise<void>, logger: Logger): void {
+  onShutdownSignals({
+    onFirst: (signal) => {
+      logger.info({ signal }, "signal received");
+      shutdown().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          void flushLogger(logger).finally(() => process.exit(1));
+        },
+      );
+    },
+    onSecond: (signal) => {
+      logger.warn({ signal }, "second signal: exiting now");
+      setTimeout(() => process.exit(1), 200).unref();
+      void flushLogger(logger).finally(() => process.exit(1));
+    },
+  });
 }
 
 /**

@@ -11,9 +11,7 @@ import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DEADLINE_MARGIN_MS, DEFAULT_STREAM_TIMEOUT_MS } from "../call/deadline.ts";
 import { type Config, parseTarget, setting } from "../config/config.ts";
 import { serverAddressOf } from "../config/target.ts";
-import { clientTimingInterceptor } from "../observe/hop-timing.ts";
-import { clientMetricsInterceptor } from "../observe/metrics.ts";
-import { clientTracingInterceptor } from "../observe/tracing.ts";
+import { clientObserver } from "../observe/client-observer.ts";
 import { tlsClientSettings, tlsFrom, tlsSettings } from "../security/tls-settings.ts";
 import { BALANCING_POLICIES, type BalancingPolicy } from "./balancing.ts";
 import { createGrpcTransport } from "./grpc-transport.ts";
@@ -148,12 +146,7 @@ export function createClient<S extends DescService>(
     defaultStreamTimeoutMs: streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS,
     deadlineMarginMs: deadlineMarginMs ?? DEFAULT_DEADLINE_MARGIN_MS,
     retry: { ...DEFAULT_RETRY, ...retry },
-    interceptors: [
-      clientTracingInterceptor(serverAddressOf(normalized)),
-      clientMetricsInterceptor(normalized),
-      clientTimingInterceptor(normalized),
-      ...(interceptors ?? []),
-    ],
+    interceptors: [clientObserver(normalized, serverAddressOf(normalized)), ...(interceptors ?? [])],
   });
   return createClientFromTransport(service, transport);
 }

@@ -1,15 +1,8 @@
 import { isIP } from "node:net";
-import {
-  ConnectError,
-  type Interceptor,
-  type StreamRequest,
-  type StreamResponse,
-  type UnaryRequest,
-} from "@connectrpc/connect";
+import type { StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import { isSpanContextValid, type Span, TraceFlags } from "@opentelemetry/api";
 import { currentCallScope, forwardHeaders, hopTimingsKey } from "../call/call-scope.ts";
 import { outcomeCode } from "../call/codes.ts";
-import { onStreamEnd } from "../call/stream-end.ts";
 import {
   formatServerTiming,
   type HopTiming,
@@ -74,19 +67,23 @@ export function askedServerTiming(
 }
 
 /**
- * Client interceptor: adds the hops an upstream reported to the list of the
- * inbound call being served (nothing outside one). An upstream that answered
- * with no timing, or not at all, is one hop timed here and named `target`.
+ * The client's side of the hop timings, for the calls of one upstream
+ * `target`: adds the hops an upstream reported to the list of the inbound
+ * call being served (nothing outside one), or, when it answered with no
+ * timing or not at all, one hop timed here and named after `target`.
+ * `end(trailer, err)` records once.
  */
-export function clientTimingInterceptor(target: string): Interceptor {
+export function clientHopTiming(
+  target: string,
+): (req: UnaryRequest | StreamRequest) => ((source: Headers | undefined, err: unknown) => void) | undefined {
   const upstreamName = nameOf(target);
-  return (next) => async (req) => {
+  return (req) => {
     const hops = currentCallScope()?.hopTimings;
-    if (hops === undefined) return next(req);
+    if (hops === undefined) return undefined;
     const started = performance.now();
     const method = `${req.service.typeName}/${req.method.name}`;
     let recorded = false;
-    const record = (source: Headers | undefined, err: unknown) => {
+    return (source, err) => {
       if (recorded) return;
       recorded = true;
       const reported = parseServerTiming(source?.get(SERVER_TIMING)).hops;
@@ -100,23 +97,6 @@ export function clientTimingInterceptor(target: string): Interceptor {
           byCaller: true,
         });
     };
-    const metadataOf = (err: unknown) => (err instanceof ConnectError ? err.metadata : undefined);
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (err) {
-      record(metadataOf(err), err);
-      throw err;
-    }
-    if (!res.stream) {
-      record(res.trailer, undefined);
-      return res;
-    }
-    const streamed = res;
-    return {
-      ...res,
-      message: onStreamEnd(res.message, (err) => record(err === undefined ? streamed.trailer : metadataOf(err), err)),
-    } as StreamResponse;
   };
 }
 

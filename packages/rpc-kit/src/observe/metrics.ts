@@ -1,14 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  type Interceptor,
-  type StreamRequest,
-  type StreamResponse,
-  type UnaryRequest,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
-import { onStreamEnd } from "../call/stream-end.ts";
 import {
   CounterFamily,
   type CounterSeries,
@@ -277,41 +269,30 @@ function grpcType(method: DescMethod): string {
   }
 }
 
-/** The interceptor of one side; `seriesOf` binds a method's series once. */
-function measure(seriesOf: (method: DescMethod, service: string) => MethodSeries): Interceptor {
-  return (next) => async (req) => {
-    const m = seriesOf(req.method, req.service.typeName);
-    m.started.value++;
-    m.inFlight.value++;
-    const start = performance.now();
-    const done = (err: unknown) => {
-      m.inFlight.value--;
-      handledSeries(m, err === undefined ? 0 : ConnectError.from(err).code).value++;
-      m.seconds.observe((performance.now() - start) / 1000);
-    };
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (err) {
-      done(err);
-      throw err;
-    }
-    if (!res.stream) {
-      done(undefined);
-      return res;
-    }
-    const sent = m.streamMessages;
-    return {
-      ...res,
-      message: onStreamEnd(res.message, done, { onMessage: () => sent.value++ }),
-    } as StreamResponse;
+/** Counts one call's start; the meter ends it (once) and counts its stream messages. */
+function startCall(series: MethodSeries): CallMeter {
+  series.started.value++;
+  series.inFlight.value++;
+  const start = performance.now();
+  let ended = false;
+  return {
+    end(err) {
+      if (ended) return;
+      ended = true;
+      series.inFlight.value--;
+      handledSeries(series, err === undefined ? 0 : ConnectError.from(err).code).value++;
+      series.seconds.observe((performance.now() - start) / 1000);
+    },
+    message() {
+      series.streamMessages.value++;
+    },
   };
 }
 
-/** What the server records of one call: its end (code, time, in flight) and each stream message sent. */
+/** What a side records of one call: its end (code, time, in flight), once, and each stream message (sent or received). */
 export interface CallMeter {
   end(err: unknown): void;
-  messageSent(): void;
+  message(): void;
 }
 
 /** grpc_server_* and the in-flight gauge, for the calls of one server; each method's series bound once. */
@@ -324,34 +305,22 @@ export function serverCallMeter(): (req: UnaryRequest | StreamRequest) => CallMe
       m = bindMethod(f.server, req.method, f.serverInFlight.bind({ grpc_service: req.service.typeName }));
       bound.set(req.method, m);
     }
-    const series = m;
-    series.started.value++;
-    series.inFlight.value++;
-    const start = performance.now();
-    return {
-      end(err) {
-        series.inFlight.value--;
-        handledSeries(series, err === undefined ? 0 : ConnectError.from(err).code).value++;
-        series.seconds.observe((performance.now() - start) / 1000);
-      },
-      messageSent() {
-        series.streamMessages.value++;
-      },
-    };
+    return startCall(m);
   };
 }
 
-/** Client interceptor for one upstream target: grpc_client_* and the in-flight gauge. */
-export function clientMetricsInterceptor(target: string): Interceptor {
-  const f = families();
-  const inFlight = f.clientInFlight.bind({ target });
+/** grpc_client_* and the in-flight gauge, for the calls of one upstream target; each method's series bound once. */
+export function clientCallMeter(target: string): (req: UnaryRequest | StreamRequest) => CallMeter {
   const bound = new WeakMap<DescMethod, MethodSeries>();
-  return measure((method) => {
-    let m = bound.get(method);
+  let inFlight: CounterSeries | undefined;
+  return (req) => {
+    let m = bound.get(req.method);
     if (m === undefined) {
-      m = bindMethod(f.client, method, inFlight);
-      bound.set(method, m);
+      const f = families();
+      inFlight ??= f.clientInFlight.bind({ target });
+      m = bindMethod(f.client, req.method, inFlight);
+      bound.set(req.method, m);
     }
-    return m;
-  });
+    return startCall(m);
+  };
 }

@@ -64,7 +64,7 @@ export function serverObserver(options: {
     };
     return {
       ...res,
-      message: observeStream(res.message, span.ctx, { ended, fail, sent: () => metered.messageSent() }),
+      message: observeStream(res.message, span.ctx, { ended, fail, sent: () => metered.message() }),
     } as StreamResponse;
   };
 }

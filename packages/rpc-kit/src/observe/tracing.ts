@@ -1,11 +1,4 @@
-import {
-  Code,
-  ConnectError,
-  type Interceptor,
-  type StreamRequest,
-  type StreamResponse,
-  type UnaryRequest,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import {
   type Attributes,
   type Context,
@@ -79,39 +72,6 @@ function finish(span: Span, kind: "server" | "client", system: string, err: unkn
 }
 
 /**
- * Runs each `next()` of a stream inside `ctx`, ending the span when the
- * stream ends, fails, or its reader stops early. The inner iterator's
- * `return()` runs inside `ctx` too: the interceptors within (the per-RPC log
- * line of a cancelled stream) must still see the call's span.
- */
-async function* traceStream<T>(
-  messages: AsyncIterable<T>,
-  ctx: Context,
-  end: (err: unknown) => void,
-): AsyncGenerator<T> {
-  const it = messages[Symbol.asyncIterator]();
-  let ended = false;
-  try {
-    for (;;) {
-      const next = await context.with(ctx, () => it.next());
-      if (next.done) break;
-      yield next.value;
-    }
-    ended = true;
-    end(undefined);
-  } catch (err) {
-    ended = true;
-    end(err);
-    throw err;
-  } finally {
-    if (!ended) {
-      end(new ConnectError("the reader stopped early", Code.Canceled));
-      await context.with(ctx, () => it.return?.());
-    }
-  }
-}
-
-/**
  * The server span of an inbound call: continues the caller's trace (or
  * starts one); `ctx` makes it current for the handler and everything it
  * calls. `engine` decides `rpc.system.name` for the internal gRPC engine;
@@ -132,42 +92,31 @@ export function startServerSpan(
 }
 
 /**
- * Client interceptor: a client span, child of whatever span is current (the
- * server span of the call being served), injected into the request headers.
+ * The client span of an outbound call: a child of whatever span is current
+ * (the server span of the call being served), injected into the request's
+ * headers; `ctx` makes it current for the transport. `end` is idempotent.
  */
-export function clientTracingInterceptor({ address, port }: { address: string; port: number }): Interceptor {
-  return (next) => async (req) => {
-    const parent = context.active();
-    const attributes: Attributes = {
-      "rpc.system.name": "grpc",
-      "rpc.method": `${req.service.typeName}/${req.method.name}`,
-      "server.address": address,
-      "server.port": port,
-    };
-    const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.CLIENT, attributes }, parent);
-    const ctx = trace.setSpan(parent, span);
-    propagation.inject(ctx, req.header, headerSetter);
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await context.with(ctx, () => next(req));
-    } catch (err) {
-      finish(span, "client", "grpc", err);
-      throw err;
-    }
-    if (!res.stream) {
-      finish(span, "client", "grpc", undefined);
-      return res;
-    }
-    let ended = false;
-    const end = (err: unknown) => {
+export function startClientSpan(
+  req: UnaryRequest | StreamRequest,
+  { address, port }: { address: string; port: number },
+): { readonly ctx: Context; end(err: unknown): void } {
+  const parent = context.active();
+  const attributes: Attributes = {
+    "rpc.system.name": "grpc",
+    "rpc.method": `${req.service.typeName}/${req.method.name}`,
+    "server.address": address,
+    "server.port": port,
+  };
+  const span = tracer.startSpan(attributes["rpc.method"] as string, { kind: SpanKind.CLIENT, attributes }, parent);
+  const ctx = trace.setSpan(parent, span);
+  propagation.inject(ctx, req.header, headerSetter);
+  let ended = false;
+  return {
+    ctx,
+    end(err) {
       if (ended) return;
       ended = true;
       finish(span, "client", "grpc", err);
-    };
-    // A stream left early ends with its signal, not with a last read.
-    req.signal.addEventListener("abort", () => end(new ConnectError("the stream was cancelled", Code.Canceled)), {
-      once: true,
-    });
-    return { ...res, message: traceStream(res.message, ctx, end) } as StreamResponse;
+    },
   };
 }
