@@ -3,6 +3,7 @@
  * points on free ports, with every log line kept for assertions.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,7 +71,8 @@ export function spawnService(
     env: {
       PATH: process.env.PATH ?? "",
       LOG_FORMAT: "json",
-      EMBEDDED_DATABASE_DIR: join(tmpdir(), `chain-test-pg-${process.pid}-${++spawned}`),
+      // A path no other process has had, made only if users starts an embedded server there.
+      EMBEDDED_DATABASE_DIR: join(tmpdir(), `chain-test-pg-${randomUUID()}`),
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -84,8 +86,6 @@ export function spawnService(
   child.stderr?.setEncoding("utf8").on("data", append);
   return { child, output: () => output };
 }
-
-let spawned = 0;
 
 /**
  * Starts a service and waits until it listens (15 s at most). users gets a

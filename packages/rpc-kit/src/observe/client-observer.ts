@@ -1,7 +1,8 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { type Context, context } from "@opentelemetry/api";
+import { context } from "@opentelemetry/api";
 import { clientHopTiming } from "./hop-timing.ts";
 import { clientCallMeter } from "./metrics.ts";
+import { observeStream } from "./observe-stream.ts";
 import { startClientSpan } from "./tracing.ts";
 
 /**
@@ -43,8 +44,9 @@ export function clientObserver(target: string, server: { address: string; port: 
     return {
       ...res,
       message: observeStream(res.message, span.ctx, {
+        earlyStop: "the reader stopped early",
+        message: () => metered.message(),
         end: (err) => end(err === undefined ? streamed.trailer : metadataOf(err), err),
-        received: () => metered.message(),
       }),
     } as StreamResponse;
   };
@@ -52,33 +54,4 @@ export function clientObserver(target: string, server: { address: string; port: 
 
 function metadataOf(err: unknown): Headers | undefined {
   return err instanceof ConnectError ? err.metadata : undefined;
-}
-
-/** A stream's messages, each read with the call's span current; `end` once: after the last, on an error, or when the reader stops early. */
-async function* observeStream<T>(
-  messages: AsyncIterable<T>,
-  ctx: Context,
-  on: { end(err: unknown): void; received(): void },
-): AsyncGenerator<T> {
-  const it = messages[Symbol.asyncIterator]();
-  let done = false;
-  try {
-    for (;;) {
-      const next = await context.with(ctx, () => it.next());
-      if (next.done) break;
-      on.received();
-      yield next.value;
-    }
-    done = true;
-    on.end(undefined);
-  } catch (err) {
-    done = true;
-    on.end(err);
-    throw err;
-  } finally {
-    if (!done) {
-      on.end(new ConnectError("the reader stopped early", Code.Canceled));
-      await context.with(ctx, () => it.return?.());
-    }
-  }
 }

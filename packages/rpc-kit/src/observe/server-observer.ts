@@ -1,9 +1,10 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { type Context, context } from "@opentelemetry/api";
+import type { ConnectError, Interceptor, StreamResponse } from "@connectrpc/connect";
+import { context } from "@opentelemetry/api";
 import { toCallerError } from "../call/errors.ts";
 import { askedServerTiming } from "./hop-timing.ts";
 import type { Logger } from "./logger.ts";
 import { serverCallMeter } from "./metrics.ts";
+import { observeStream } from "./observe-stream.ts";
 import { startCallLog } from "./rpc-log.ts";
 import { SERVER_TIMING } from "./server-timing.ts";
 import { startServerSpan } from "./tracing.ts";
@@ -58,52 +59,22 @@ export function serverObserver(options: {
       return res;
     }
     const trailer = res.trailer;
-    const ended = (count: number) => {
-      end(undefined, count);
-      if (timing !== undefined) trailer.set(SERVER_TIMING, timing.value(undefined));
-    };
+    let count = 0;
     return {
       ...res,
-      message: observeStream(res.message, span.ctx, { ended, fail, sent: () => metered.message() }),
+      message: observeStream(res.message, span.ctx, {
+        earlyStop: "the caller cancelled the stream",
+        message: () => {
+          count++;
+          metered.message();
+        },
+        end: (err) => {
+          if (err !== undefined) return fail(err, count);
+          end(undefined, count);
+          if (timing !== undefined) trailer.set(SERVER_TIMING, timing.value(undefined));
+          return undefined;
+        },
+      }),
     } as StreamResponse;
   };
-}
-
-/**
- * A stream's messages, each read with the call's span current; `ended` once
- * after the last, `fail` on an error (whose result is thrown), and Canceled
- * when the engine stops reading (the caller went away) before the handler's
- * generator is closed, within the span too.
- */
-async function* observeStream<T>(
-  messages: AsyncIterable<T>,
-  ctx: Context,
-  on: {
-    ended(count: number): void;
-    fail(err: unknown, count: number): ConnectError;
-    sent(): void;
-  },
-): AsyncGenerator<T> {
-  const it = messages[Symbol.asyncIterator]();
-  let count = 0;
-  let done = false;
-  try {
-    for (;;) {
-      const next = await context.with(ctx, () => it.next());
-      if (next.done) break;
-      count++;
-      on.sent();
-      yield next.value;
-    }
-    done = true;
-    on.ended(count);
-  } catch (err) {
-    done = true;
-    throw on.fail(err, count);
-  } finally {
-    if (!done) {
-      on.fail(new ConnectError("the caller cancelled the stream", Code.Canceled), count);
-      await context.with(ctx, () => it.return?.());
-    }
-  }
 }

@@ -5,6 +5,9 @@
  * stops when it exits. No fake: the same server, SQL and migrations as a
  * deployment.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import pg from "pg";
 import { createLogger } from "../observe/logger.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../postgres/embedded.ts";
@@ -33,7 +36,8 @@ let embedded: Promise<EmbeddedPostgres> | undefined;
 /** The admin URL of the embedded server this process shares between its tests, started on first use. */
 export function embeddedServerUrl(): Promise<string> {
   embedded ??= startEmbeddedPostgres({
-    dir: `${process.env.TMPDIR ?? "/tmp"}/rpc-kit-test-pg-${process.pid}`,
+    // A folder no other process has had: one killed before it could clean up leaves its own behind.
+    dir: mkdtempSync(join(tmpdir(), "rpc-kit-test-pg-")),
     persistent: false,
     logger: createLogger({ service: "test-postgres", level: "warn", format: "json" }),
   });
