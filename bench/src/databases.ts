@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "@demo/rpc-kit";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "@demo/rpc-kit/postgres";
-import { cpuMicros, withClient } from "@demo/rpc-kit/testing";
+import { cpuMicros, createDatabase, parentPid, withClient } from "@demo/rpc-kit/testing";
 
 export type DatabaseServer = "embedded" | "real";
 
@@ -47,7 +47,6 @@ function realServerUrl(): string | undefined {
 
 export class Databases {
   #embedded: Promise<{ server: EmbeddedPostgres; dir: string }> | undefined;
-  #counter = 0;
   #closed: Promise<void> | undefined;
   readonly #open = new Set<BenchDatabase>();
 
@@ -64,24 +63,22 @@ export class Databases {
   async fresh(server: DatabaseServer): Promise<BenchDatabase> {
     const admin = server === "real" ? realServerUrl() : (await this.#startEmbedded()).server.url;
     if (admin === undefined) throw new Error(this.skipReason("real"));
-    const name = `bench_${process.pid}_${++this.#counter}_${Date.now().toString(36)}`;
-    await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
-    const url = new URL(admin);
-    url.pathname = `/${name}`;
+    const own = await createDatabase(admin, "bench");
+    const url = new URL(own.url);
     const embeddedDir = server === "embedded" ? (await this.#startEmbedded()).dir : undefined;
     const local = ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
     const database: BenchDatabase = {
       server,
-      url: url.toString(),
-      name,
+      url: own.url,
+      name: own.name,
       meterCpu: async () => {
         if (embeddedDir !== undefined) return meterEmbeddedServer(embeddedDir);
         if (!local) return { stop: async () => undefined };
-        return meterBackends(admin, name);
+        return meterBackends(admin, own.name);
       },
       drop: async () => {
         this.#open.delete(database);
-        await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+        await own.drop();
       },
     };
     this.#open.add(database);
@@ -126,14 +123,6 @@ export class Databases {
   }
 }
 
-/** User + system CPU-µs of `pid` and of its children it has reaped (utime, stime, cutime, cstime of /proc/<pid>/stat). */
-function cpuWithChildren(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
-  return (ticks * 1_000_000) / 100; // USER_HZ
-}
-
 /**
  * The whole embedded server's CPU-µs: the postmaster's own and its reaped
  * children's (the backends that ended: pg's pool drops a connection whose
@@ -145,16 +134,14 @@ function embeddedServerCpu(dir: string): number | undefined {
   let total: number;
   try {
     postmaster = Number(readFileSync(join(dir, "postmaster.pid"), "utf8").split("\n")[0]);
-    total = cpuWithChildren(postmaster);
+    total = cpuMicros(postmaster, { reapedChildren: true });
   } catch {
     return undefined;
   }
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === postmaster) total += cpuMicros(Number(entry));
+      if (parentPid(Number(entry)) === postmaster) total += cpuMicros(Number(entry));
     } catch {
       // gone meanwhile: its time is in the postmaster's reaped children's (or will be)
     }

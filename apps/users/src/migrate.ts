@@ -5,9 +5,9 @@
  * otherwise. The migrations take a lock: replicas starting at the same time
  * (which apply them too) wait for it and find them done.
  */
-import { createLogger, loadConfigOrExit, serverSettings } from "@demo/rpc-kit";
+import { createLogger, exitCannotStart, loadConfigOrExit, serverSettings } from "@demo/rpc-kit";
 import { databaseSettings, openDatabase } from "@demo/rpc-kit/postgres";
-import { cannotStart, MIGRATIONS } from "./database.ts";
+import { MIGRATIONS } from "./database.ts";
 
 const config = loadConfigOrExit("users migrate", {
   ...serverSettings({ port: 50051, adminPort: 9051 }),
@@ -16,12 +16,13 @@ const config = loadConfigOrExit("users migrate", {
 const logger = createLogger({ service: "users-migrate", level: config.logLevel, format: config.logFormat });
 if (config.databaseUrl === undefined) {
   // users migrates an embedded database itself at start: on its own, this is for a real server.
-  await cannotStart(
+  await exitCannotStart(
     logger,
     "users migrate",
-  )(new Error("DATABASE_URL is not set: name the PostgreSQL server to migrate"));
+    new Error("DATABASE_URL is not set: name the PostgreSQL server to migrate"),
+  );
 }
-const database = await openDatabase(config, { name: "users-migrate", migrations: MIGRATIONS, logger }).catch(
-  cannotStart(logger, "users migrate"),
+const database = await openDatabase(config, { name: "users-migrate", migrations: MIGRATIONS, logger }).catch((err) =>
+  exitCannotStart(logger, "users migrate", err),
 );
 await database.close();

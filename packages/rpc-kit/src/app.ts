@@ -81,9 +81,7 @@ export async function serveApp<S extends Record<string, Setting<unknown>> = Reco
       client: (service, target, clientOptions = {}) => createClient(service, target, { ...fromEnv, ...clientOptions }),
     });
   } catch (err) {
-    logger.fatal({ err }, `${name} cannot start: ${(err as Error).message}`);
-    await flushLogger(logger);
-    process.exit(1);
+    return exitCannotStart(logger, name, err);
   }
   return serve({
     name,
@@ -93,4 +91,15 @@ export async function serveApp<S extends Record<string, Setting<unknown>> = Reco
     auth: kit,
     ...parts,
   });
+}
+
+/**
+ * Reports in one line that `name` cannot start, with the error's cause in the
+ * line, and exits 1: for a start that failed (a database that never
+ * answered), in `serveApp` and in an app's own commands (a migration Job).
+ */
+export async function exitCannotStart(logger: Logger, name: string, err: unknown): Promise<never> {
+  logger.fatal({ err }, `${name} cannot start: ${(err as Error).message}`);
+  await flushLogger(logger);
+  process.exit(1);
 }

@@ -7,7 +7,14 @@
  * code names), `/security` (mTLS files, auth and CORS constants),
  * `/server-timing`, `/postgres` and `/testing`.
  */
-export { type AppConfig, type AppContext, type AppOptions, type AppParts, serveApp } from "./app.ts";
+export {
+  type AppConfig,
+  type AppContext,
+  type AppOptions,
+  type AppParts,
+  exitCannotStart,
+  serveApp,
+} from "./app.ts";
 export { currentCallScope } from "./call/call-scope.ts";
 export { type FieldViolation, invalidArgument, relayUpstreamError } from "./call/errors.ts";
 export { type ClientOptions, clientOptionsFrom, clientSettings, createClient } from "./client/client.ts";

@@ -35,14 +35,16 @@ export {
   writeLikeKubelet,
 } from "./pki.ts";
 export {
+  createDatabase,
   embeddedServerUrl,
+  type OwnDatabase,
   realServerSkipReason,
   realServerUrl,
   type TestServer,
   testDatabase,
   withClient,
 } from "./postgres.ts";
-export { connectionLocalPorts, cpuMicros, openFds, peakRssBytes, rssBytes } from "./proc-stats.ts";
+export { connectionLocalPorts, cpuMicros, openFds, parentPid, peakRssBytes, rssBytes } from "./proc-stats.ts";
 export { parsePrometheusText, seriesKey } from "./prometheus-text.ts";
 
 /** A HandlerContext for calling a handler directly, optionally with a deadline. */

@@ -44,20 +44,33 @@ export function embeddedServerUrl(): Promise<string> {
   return embedded.then((e) => e.url);
 }
 
+/** A database of its own: its name, its URL, and a way to drop it (its connections closed first). */
+export interface OwnDatabase {
+  readonly name: string;
+  readonly url: string;
+  drop(): Promise<void>;
+}
+
 let counter = 0;
 
-/** A new, empty database on `server`; its URL, and a way to drop it. */
-export async function testDatabase(server: TestServer = "embedded"): Promise<{ url: string; drop(): Promise<void> }> {
-  const admin = server === "real" ? realServerUrl() : await embeddedServerUrl();
-  if (admin === undefined) throw new Error("no real PostgreSQL server configured (TEST_DATABASE_URL)");
-  const name = `test_${process.pid}_${++counter}_${Date.now().toString(36)}`;
+/** A new, empty database on the server of the admin URL `admin`, named `<prefix>_<pid>_<n>_<time>`. */
+export async function createDatabase(admin: string, prefix: string): Promise<OwnDatabase> {
+  const name = `${prefix}_${process.pid}_${++counter}_${Date.now().toString(36)}`;
   await withClient(admin, (c) => c.query(`CREATE DATABASE ${name}`));
   const url = new URL(admin);
   url.pathname = `/${name}`;
   return {
+    name,
     url: url.toString(),
     drop: () => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
   };
+}
+
+/** A new, empty database on `server`; its URL, and a way to drop it. */
+export async function testDatabase(server: TestServer = "embedded"): Promise<OwnDatabase> {
+  const admin = server === "real" ? realServerUrl() : await embeddedServerUrl();
+  if (admin === undefined) throw new Error("no real PostgreSQL server configured (TEST_DATABASE_URL)");
+  return createDatabase(admin, "test");
 }
 
 /** Runs `fn` on a connection of its own to `url`. */

@@ -3,14 +3,27 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** User + system CPU time of a process, in microseconds. */
-export function cpuMicros(pid: number): number {
+/**
+ * User + system CPU time of a process, in microseconds; with
+ * `reapedChildren`, that of the children it has waited for too (a server
+ * whose workers come and go).
+ */
+export function cpuMicros(pid: number, { reapedChildren = false } = {}): number {
+  const fields = statFields(pid);
+  const ticks =
+    Number(fields[11]) + Number(fields[12]) + (reapedChildren ? Number(fields[13]) + Number(fields[14]) : 0);
+  return (ticks * 1_000_000) / TICKS_PER_SECOND;
+}
+
+/** The parent's pid of a process. */
+export function parentPid(pid: number): number {
+  return Number(statFields(pid)[1]);
+}
+
+/** /proc/<pid>/stat's fields after the command name (which may contain spaces): state, ppid, … */
+function statFields(pid: number): string[] {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may contain spaces) start after the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1_000_000) / TICKS_PER_SECOND;
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
 function statusField(pid: number, name: string): number {
