@@ -14,7 +14,7 @@ export interface ProfileServiceDeps {
 /**
  * demo.profiles.v1.ProfileService: reads users through demo.users.v1. The
  * users client's deadline and cancellation come from the inbound call
- * (rpc-kit's call scope); upstream errors follow rpc-kit's error policy.
+ * (the call's record, which rpc-kit keeps current); upstream errors follow rpc-kit's error policy.
  */
 export function createProfileService({ users }: ProfileServiceDeps): ServiceImpl<typeof ProfileService> {
   return {

@@ -15,7 +15,7 @@ export {
   exitCannotStart,
   serveApp,
 } from "./app.ts";
-export { currentCallScope } from "./call/call-scope.ts";
+export { type CallRecord, currentCall } from "./call/call-record.ts";
 export { type FieldViolation, invalidArgument, relayUpstreamError } from "./call/errors.ts";
 export { type ClientOptions, clientOptionsFrom, clientSettings, createClient } from "./client/client.ts";
 export { type Config, ConfigError, loadConfig, loadConfigOrExit, type Setting, setting } from "./config/config.ts";

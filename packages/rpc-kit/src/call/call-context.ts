@@ -1,17 +1,13 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  type ContextValues,
-  createContextKey,
-  createContextValues,
-  type HandlerContext,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, createContextValues, type HandlerContext } from "@connectrpc/connect";
+import { CallRecord, callRecordKey } from "./call-record.ts";
 
 /**
- * The HandlerContext of a call served by rpc-kit's own gRPC paths (the grpc-js
- * engine and the edge's gRPC fast path): its deadline, its cancellation, and
- * headers that are converted only when someone reads them.
+ * The handler context of a call served by rpc-kit's own gRPC paths (the
+ * grpc-js engine and the edge's gRPC fast path). It is the call's record
+ * (call-record.ts) too: one object per call carries the deadline, the signal,
+ * what is forwarded and what is measured, and headers are converted only
+ * when someone reads them.
  */
 
 /**
@@ -20,15 +16,7 @@ import {
  */
 export const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 
-/** Where interceptors and handlers find the context of the call (its request carries only contextValues). */
-export const callContextKey = createContextKey<HandlerContext | undefined>(undefined, {
-  description: "rpc-kit handler context",
-});
-
-/** Where the engines put the remote address of the connection a call arrived on (the edge's rate limit keys on it). */
-export const peerAddressKey = createContextKey<string | undefined>(undefined, {
-  description: "rpc-kit remote address of the call's connection",
-});
+const SHUTTING_DOWN = new ConnectError("server is shutting down", Code.Unavailable);
 
 export interface CallSource {
   readonly service: DescService;
@@ -36,50 +24,84 @@ export interface CallSource {
   readonly protocolName: string;
   /** Absolute deadline in epoch ms, or undefined. */
   readonly deadline: number | undefined;
+  /**
+   * True when the engine ends the call at its deadline itself and then calls
+   * `expire()` (grpc-js arms a timer for every call with a deadline): no
+   * second timer is armed here.
+   */
+  readonly engineTimesOut: boolean;
   /** The request headers, built on first read. */
   readonly requestHeaders: () => Headers;
   /** Detaches engine listeners when the call ends. */
   readonly detach?: () => void;
 }
 
-export class CallContext implements HandlerContext {
+/**
+ * The calls one engine is serving, so that a forced shutdown ends each of
+ * them with Unavailable: one listener on the shutdown signal per engine
+ * rather than one per call.
+ */
+export class LiveCalls {
+  readonly #calls = new Set<CallContext>();
+  readonly #shutdownSignal: AbortSignal;
+
+  constructor(shutdownSignal: AbortSignal) {
+    this.#shutdownSignal = shutdownSignal;
+    shutdownSignal.addEventListener(
+      "abort",
+      () => {
+        for (const call of this.#calls) call.abort(SHUTTING_DOWN);
+      },
+      { once: true },
+    );
+  }
+
+  add(call: CallContext): void {
+    if (this.#shutdownSignal.aborted) call.abort(SHUTTING_DOWN);
+    else this.#calls.add(call);
+  }
+
+  delete(call: CallContext): void {
+    this.#calls.delete(call);
+  }
+}
+
+export class CallContext extends CallRecord implements HandlerContext {
   readonly requestMethod = "POST";
   readonly values: ContextValues = createContextValues();
-  readonly signal: AbortSignal;
+  declare signal: AbortSignal;
   readonly service: DescService;
   readonly method: DescMethod;
   readonly protocolName: string;
-  readonly url: string;
-  readonly #controller = new AbortController();
-  readonly #deadline: number | undefined;
+  readonly #controller: AbortController;
   readonly #source: CallSource;
-  readonly #shutdownSignal: AbortSignal;
+  readonly #live: LiveCalls;
   #timer: NodeJS.Timeout | undefined;
   #requestHeaders: Headers | undefined;
   #responseHeaders: Headers | undefined;
   #responseTrailers: Headers | undefined;
-  readonly #onShutdown = () => this.abort(new ConnectError("server is shutting down", Code.Unavailable));
 
-  constructor(source: CallSource, shutdownSignal: AbortSignal) {
+  constructor(source: CallSource, live: LiveCalls) {
+    const controller = new AbortController();
+    super(source.deadline, controller.signal);
+    this.#controller = controller;
     this.#source = source;
+    this.#live = live;
     this.service = source.service;
     this.method = source.method;
     this.protocolName = source.protocolName;
-    this.url = `/${source.service.typeName}/${source.method.name}`;
-    this.signal = this.#controller.signal;
-    this.#deadline = source.deadline;
-    this.#shutdownSignal = shutdownSignal;
-    this.values.set(callContextKey, this);
-    if (source.deadline !== undefined) {
-      this.#timer = setTimeout(
-        () => this.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
-        Math.max(0, source.deadline - Date.now()),
-      );
+    this.values.set(callRecordKey, this);
+    if (source.deadline !== undefined && !source.engineTimesOut) {
+      this.#timer = setTimeout(() => this.expire(), Math.max(0, source.deadline - Date.now()));
     }
-    shutdownSignal.addEventListener("abort", this.#onShutdown, { once: true });
+    live.add(this);
   }
 
-  timeoutMs = (): number | undefined => (this.#deadline === undefined ? undefined : this.#deadline - Date.now());
+  get url(): string {
+    return `/${this.service.typeName}/${this.method.name}`;
+  }
+
+  timeoutMs = (): number | undefined => (this.deadline === undefined ? undefined : this.deadline - Date.now());
 
   get requestHeader(): Headers {
     this.#requestHeaders ??= this.#source.requestHeaders();
@@ -111,11 +133,16 @@ export class CallContext implements HandlerContext {
     if (!this.signal.aborted) this.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
   }
 
+  /** The deadline passed. A no-op once the call has ended. */
+  expire(): void {
+    if (!this.signal.aborted) this.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+  }
+
   /** Ends the call's signal: on completion (no reason), cancellation, deadline or forced shutdown. */
   abort(reason?: unknown): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#shutdownSignal.removeEventListener("abort", this.#onShutdown);
+    this.#live.delete(this);
     this.#source.detach?.();
     if (!this.#controller.signal.aborted) this.#controller.abort(reason ?? CALL_ENDED);
   }

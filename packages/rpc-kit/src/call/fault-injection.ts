@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { forwardHeaders } from "./call-scope.ts";
+import { callRecordOf } from "./call-record.ts";
 import { codeToString } from "./codes.ts";
 
 /**
@@ -48,7 +48,7 @@ export function faultInjectionInterceptor(serviceName: string): Interceptor {
       );
     }
     const target = req.header.get(FAULT_TARGET_HEADER) ?? "";
-    forwardHeaders(req.contextValues, {
+    callRecordOf(req.contextValues).forward({
       ...(rawDelay !== null && { [FAULT_DELAY_HEADER]: String(delayMs) }),
       ...(rawCode !== null && { [FAULT_CODE_HEADER]: rawCode.trim().toLowerCase() }),
       [FAULT_TARGET_HEADER]: target,

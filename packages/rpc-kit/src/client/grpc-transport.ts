@@ -13,7 +13,7 @@ import {
 import { runStreamingCall } from "@connectrpc/connect/protocol";
 import { type ClientReadableStream, status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { trace } from "@opentelemetry/api";
-import { currentCallScope } from "../call/call-scope.ts";
+import { currentCall } from "../call/call-record.ts";
 import { outboundTimeoutMs } from "../call/deadline.ts";
 import { markUpstreamError } from "../call/errors.ts";
 import { methodCodec } from "../grpc/codec.ts";
@@ -124,7 +124,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): Transport {
 
   /** Deadline and signal for one call, or the error that stops it before it is sent. */
   function plan(signal: AbortSignal | undefined, timeoutMs: number | undefined, defaultMs: number) {
-    const scope = currentCallScope();
+    const scope = currentCall();
     let timeout: number | undefined;
     let refused: ConnectError | undefined;
     try {

@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { createContextKey, createContextValues, type Interceptor, type StreamRequest } from "@connectrpc/connect";
-import { peerAddressKey } from "../call/call-context.ts";
+import { CallRecord, callRecordKey } from "../call/call-record.ts";
 import type { ByteBudget, ByteLease } from "../limits/byte-budget.ts";
 import { clientAddress } from "../limits/client-address.ts";
 import type { ConnectionLimits } from "../limits/connection-limits.ts";
@@ -178,10 +178,14 @@ export function createConnectEngine(
     readMaxBytes: options.readMaxBytes,
     // A misspelt field is an error the caller should see, not a silently empty value.
     jsonOptions: { ignoreUnknownFields: false },
-    contextValues: (req) =>
-      createContextValues()
-        .set(peerAddressKey, req.socket.remoteAddress)
-        .set(rpcBeganKey, rpcBegan.get(req) ?? { began: false }),
+    contextValues: (req) => {
+      // The deadline and signal are connect-node's: the record takes them when the handler runs.
+      const record = new CallRecord();
+      record.peerAddress = req.socket.remoteAddress;
+      return createContextValues()
+        .set(callRecordKey, record)
+        .set(rpcBeganKey, rpcBegan.get(req) ?? { began: false });
+    },
     ...(options.site && { fallback: options.site.serve }),
     routes(router) {
       for (const registration of registrations) {

@@ -1,21 +1,15 @@
-import { once } from "node:events";
 import * as http2 from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { CallContext, peerAddressKey } from "../call/call-context.ts";
+import { CallContext, LiveCalls } from "../call/call-context.ts";
 import { LazyHeaders } from "../grpc/grpc-metadata.ts";
 import { connectErrorToGrpcStatus, encodeGrpcMessage } from "../grpc/grpc-status.ts";
 import type { ByteLease } from "../limits/byte-budget.ts";
 import type { LimitReporter } from "../limits/limit-reporter.ts";
 import { readStreamBody } from "../limits/stream-body.ts";
 import { grpcCodeLabel } from "../observe/metrics.ts";
-import {
-  type ServerStreamingInvoker,
-  serverStreamingInvoker,
-  type UnaryInvoker,
-  unaryInvoker,
-} from "../server/method-invoker.ts";
-import { type ServiceRegistration, scopedMethodSpecs } from "../server/service-registration.ts";
+import { answerGrpcCall, type GrpcReply, type GrpcRoute, grpcRoutes } from "../server/grpc-answer.ts";
+import type { ServiceRegistration } from "../server/service-registration.ts";
 import type { RefusedRequest } from "./edge-http.ts";
 
 /**
@@ -49,10 +43,6 @@ export interface GrpcFastPath {
   /** Serves the call; its request bytes count against `lease`. */
   handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, lease: ByteLease): void;
 }
-
-type Route =
-  | { kind: "unary"; invoke: UnaryInvoker; method: CallContext["method"] }
-  | { kind: "server_streaming"; invoke: ServerStreamingInvoker; method: CallContext["method"] };
 
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
 
@@ -133,21 +123,9 @@ export function createGrpcFastPath(
   registrations: readonly ServiceRegistration[],
   options: GrpcFastPathOptions,
 ): GrpcFastPath {
-  const routes = new Map<string, Route>();
-  for (const registration of registrations) {
-    for (const spec of scopedMethodSpecs(registration)) {
-      const path = `/${registration.service.typeName}/${spec.method.name}`;
-      if (spec.kind === "unary") {
-        routes.set(path, { kind: "unary", invoke: unaryInvoker(spec, options.interceptors), method: spec.method });
-      } else if (spec.kind === "server_streaming") {
-        routes.set(path, {
-          kind: "server_streaming",
-          invoke: serverStreamingInvoker(spec, options.interceptors),
-          method: spec.method,
-        });
-      }
-    }
-  }
+  const routes = new Map<string, GrpcRoute>();
+  for (const route of grpcRoutes(registrations, options.interceptors)) routes.set(route.path, route);
+  const live = new LiveCalls(options.shutdownSignal);
 
   return {
     accepts(headers) {
@@ -165,123 +143,57 @@ export function createGrpcFastPath(
       // session and every open stream with it) or is reset with an error code; 'close' follows
       // and cancels the call. Unlistened, that 'error' is an uncaught exception: the process dies.
       stream.on("error", () => {});
-      const route = routes.get(headers[":path"] ?? "") as Route;
+      const route = routes.get(headers[":path"] ?? "") as GrpcRoute;
       const startedAt = performance.now();
-      let headersSent = false;
       let invoked = false;
-      /** Ends the call with `err`: trailers-only before any message, trailers after. */
-      const fail = (err: unknown) => {
-        if (stream.destroyed || stream.closed) return;
-        const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
-        if (!invoked) {
-          options.onRefusedBeforeRpc?.({
-            service: route.method.parent.typeName,
-            method: route.method.name,
-            status: grpcCodeLabel(status.code as number as Code),
-            contentType: headers["content-type"],
-            durationMs: performance.now() - startedAt,
-            client: stream.session?.socket?.remoteAddress,
-          });
-        }
-        const trailers = toHttp2(ctx?.setResponseTrailers, {
-          "grpc-status": String(status.code),
-          "grpc-message": encodeGrpcMessage(status.details),
-          ...status.metadata.toHttp2Headers(),
+      const reply = new StreamReply(stream, route, (code) => {
+        if (invoked) return;
+        options.onRefusedBeforeRpc?.({
+          service: route.method.parent.typeName,
+          method: route.method.name,
+          status: grpcCodeLabel(code),
+          contentType: headers["content-type"],
+          durationMs: performance.now() - startedAt,
+          client: stream.session?.socket?.remoteAddress,
         });
-        if (headersSent) {
-          pendingTrailers = trailers;
-          stream.end();
-        } else {
-          headersSent = true;
-          stream.respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, { endStream: true });
-        }
-      };
-      let pendingTrailers: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
-      const sendHeaders = () => {
-        headersSent = true;
-        stream.respond(toHttp2(ctx?.setResponseHeaders, { ":status": 200, "content-type": "application/grpc" }), {
-          waitForTrailers: true,
-        });
-        stream.once("wantTrailers", () => stream.sendTrailers(pendingTrailers));
-      };
+      });
 
-      let ctx: CallContext | undefined;
+      let call: CallContext;
       try {
-        ctx = new CallContext(
+        call = new CallContext(
           {
             service: route.method.parent,
             method: route.method,
             protocolName: "grpc",
             deadline: parseGrpcTimeout(headers["grpc-timeout"] as string | undefined, Date.now()),
+            engineTimesOut: false,
             requestHeaders: () => requestHeaders(headers),
             detach: () => stream.off("close", onClose),
           },
-          options.shutdownSignal,
+          live,
         );
       } catch (err) {
-        fail(err);
+        reply.fail(ConnectError.from(err, Code.Internal), undefined);
         return;
       }
-      const call = ctx;
-      call.values.set(peerAddressKey, stream.session?.socket?.remoteAddress);
+      call.peerAddress = stream.session?.socket?.remoteAddress;
       // Closed before we finished: the caller cancelled, or the connection went away.
       const onClose = () => call.cancel();
       stream.once("close", onClose);
 
       const messages: Buffer[] = [];
       const run = () => {
-        if (headersSent) return;
-        void (async () => {
-          try {
-            if (messages.length > 1) {
-              throw new ConnectError("protocol error: expected exactly one request message", Code.InvalidArgument);
-            }
-            const body = messages[0];
-            if (body === undefined || body.length < 5) {
-              throw new ConnectError("protocol error: missing request message", Code.InvalidArgument);
-            }
-            if (((body[0] as number) & 1) === 1) {
-              throw new ConnectError("protocol error: compressed message without grpc-encoding", Code.Internal);
-            }
-            if (body.readUInt32BE(1) !== body.length - 5) {
-              throw new ConnectError("protocol error: expected exactly one request message", Code.InvalidArgument);
-            }
-            let message: unknown;
-            try {
-              message = fromBinary(route.method.input, body.subarray(5));
-            } catch (err) {
-              throw new ConnectError(`cannot decode the request: ${(err as Error).message}`, Code.InvalidArgument);
-            }
-            invoked = true;
-            if (route.kind === "unary") {
-              const res = await route.invoke(call, message);
-              // A handler that ignored its signal answered too late: the deadline decides.
-              if (call.signal.aborted) throw call.signal.reason;
-              if (stream.destroyed) return;
-              const bytes = envelope(toBinary(route.method.output, res.message));
-              pendingTrailers = toHttp2(call.setResponseTrailers, { "grpc-status": "0" });
-              sendHeaders();
-              stream.end(bytes);
-              return;
-            }
-            const res = await route.invoke(call, message);
-            for await (const m of res.message) {
-              if (call.signal.aborted) break;
-              if (!headersSent) sendHeaders();
-              if (!stream.write(envelope(toBinary(route.method.output, m as never)))) {
-                await once(stream, "drain", { signal: call.signal });
-              }
-            }
-            if (call.signal.aborted) throw call.signal.reason;
-            if (!headersSent) sendHeaders();
-            pendingTrailers = toHttp2(call.setResponseTrailers, { "grpc-status": "0" });
-            stream.end();
-          } catch (err) {
-            fail(err);
-          } finally {
-            call.abort();
-          }
-        })();
+        if (reply.headersSent) return;
+        let message: unknown;
+        try {
+          message = decodeRequest(route, messages);
+        } catch (err) {
+          reply.fail(err as ConnectError, undefined);
+          call.abort();
+          return;
+        }
+        invoked = true;
+        void answerGrpcCall(route, call, message, reply);
       };
       readStreamBody(
         stream,
@@ -304,7 +216,7 @@ export function createGrpcFastPath(
             });
           },
           fail: (err) => {
-            fail(err);
+            reply.fail(ConnectError.from(err, Code.Internal), undefined);
             call.abort();
             // The request was not read to its end: RST_STREAM(NO_ERROR) once the answer is out tells the client to stop sending.
             if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
@@ -313,4 +225,91 @@ export function createGrpcFastPath(
       );
     },
   };
+}
+
+/** The one request message of a unary or server-streaming call, decoded; throws the status to answer. */
+function decodeRequest(route: GrpcRoute, messages: readonly Buffer[]): unknown {
+  if (messages.length > 1) {
+    throw new ConnectError("protocol error: expected exactly one request message", Code.InvalidArgument);
+  }
+  const body = messages[0];
+  if (body === undefined || body.length < 5) {
+    throw new ConnectError("protocol error: missing request message", Code.InvalidArgument);
+  }
+  if (((body[0] as number) & 1) === 1) {
+    throw new ConnectError("protocol error: compressed message without grpc-encoding", Code.Internal);
+  }
+  if (body.readUInt32BE(1) !== body.length - 5) {
+    throw new ConnectError("protocol error: expected exactly one request message", Code.InvalidArgument);
+  }
+  try {
+    return fromBinary(route.method.input, body.subarray(5));
+  } catch (err) {
+    throw new ConnectError(`cannot decode the request: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+}
+
+/**
+ * The answer on Node's http2 stream: headers when the first message (or the
+ * status) goes out, trailers after the body; an error before any message is
+ * a trailers-only answer.
+ */
+class StreamReply implements GrpcReply {
+  headersSent = false;
+  readonly drainEmitter: http2.ServerHttp2Stream;
+  readonly #route: GrpcRoute;
+  readonly #onFail: (code: Code) => void;
+  #trailers: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
+
+  constructor(stream: http2.ServerHttp2Stream, route: GrpcRoute, onFail: (code: Code) => void) {
+    this.drainEmitter = stream;
+    this.#route = route;
+    this.#onFail = onFail;
+  }
+
+  unary(headers: Headers | undefined, message: unknown, trailers: Headers | undefined): void {
+    const stream = this.drainEmitter;
+    if (stream.destroyed) return;
+    const bytes = envelope(toBinary(this.#route.method.output, message as never));
+    this.#trailers = toHttp2(trailers, { "grpc-status": "0" });
+    this.headers(headers);
+    stream.end(bytes);
+  }
+
+  headers(headers: Headers | undefined): void {
+    const stream = this.drainEmitter;
+    this.headersSent = true;
+    stream.respond(toHttp2(headers, { ":status": 200, "content-type": "application/grpc" }), {
+      waitForTrailers: true,
+    });
+    stream.once("wantTrailers", () => stream.sendTrailers(this.#trailers));
+  }
+
+  write(message: unknown): boolean {
+    return this.drainEmitter.write(envelope(toBinary(this.#route.method.output, message as never)));
+  }
+
+  end(trailers: Headers | undefined): void {
+    this.#trailers = toHttp2(trailers, { "grpc-status": "0" });
+    this.drainEmitter.end();
+  }
+
+  fail(err: ConnectError, trailers: Headers | undefined): void {
+    const stream = this.drainEmitter;
+    if (stream.destroyed || stream.closed) return;
+    const status = connectErrorToGrpcStatus(err);
+    this.#onFail(err.code);
+    const sent = toHttp2(trailers, {
+      "grpc-status": String(status.code),
+      "grpc-message": encodeGrpcMessage(status.details),
+      ...status.metadata.toHttp2Headers(),
+    });
+    if (this.headersSent) {
+      this.#trailers = sent;
+      stream.end();
+    } else {
+      this.headersSent = true;
+      stream.respond({ ":status": 200, "content-type": "application/grpc", ...sent }, { endStream: true });
+    }
+  }
 }

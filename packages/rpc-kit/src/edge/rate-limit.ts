@@ -3,10 +3,9 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { RetryInfoSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { Counter, Gauge } from "prom-client";
-import { peerAddressKey } from "../call/call-context.ts";
+import { callRecordOf } from "../call/call-record.ts";
 import { type Config, setting } from "../config/config.ts";
 import { metricsRegistry } from "../observe/metrics.ts";
-import { identityKey } from "../security/auth.ts";
 
 /**
  * A per-client rate limit for the edge: one token bucket per client, keyed
@@ -155,9 +154,9 @@ export function createRateLimiter(settings: RateLimitSettings): RateLimiter | un
 
 /** The client a call is counted against: its verified subject, else its connection's address. */
 export function clientKey(values: ContextValues): string {
-  const identity = values.get(identityKey);
-  if (identity !== undefined) return `sub:${identity.subject}`;
-  return `addr:${values.get(peerAddressKey) ?? "unknown"}`;
+  const record = callRecordOf(values);
+  if (record.identity !== undefined) return `sub:${record.identity.subject}`;
+  return `addr:${record.peerAddress ?? "unknown"}`;
 }
 
 /**

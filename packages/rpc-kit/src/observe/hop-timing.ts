@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import type { StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import { isSpanContextValid, type Span, TraceFlags } from "@opentelemetry/api";
-import { currentCallScope, forwardHeaders, hopTimingsKey } from "../call/call-scope.ts";
+import { callRecordOf, currentCall } from "../call/call-record.ts";
 import { outcomeCode } from "../call/codes.ts";
 import {
   formatServerTiming,
@@ -31,7 +31,7 @@ function traceparentOf(span: Span | undefined): string | undefined {
 /**
  * The server's side of a call that asks (`x-server-timing: on`) for a
  * `server-timing` trailer, or undefined when it does not: the ask passed on
- * to the call's outbound calls, which report their hops into the call scope;
+ * to the call's outbound calls, which report their hops into the call's record;
  * `value(err)` is this hop followed by theirs, named by the call's trace
  * (`span`), for the trailer (or, on errors, the error's metadata, which
  * every protocol sends as trailers).
@@ -45,8 +45,9 @@ export function askedServerTiming(
   const started = performance.now();
   const traceparent = traceparentOf(span);
   const upstream: HopTiming[] = [];
-  req.contextValues.set(hopTimingsKey, upstream);
-  forwardHeaders(req.contextValues, { [SERVER_TIMING_REQUEST]: "on" });
+  const record = callRecordOf(req.contextValues);
+  record.hopTimings = upstream;
+  record.forward({ [SERVER_TIMING_REQUEST]: "on" });
   const method = `${req.service.typeName}/${req.method.name}`;
   return {
     value: (err) =>
@@ -78,7 +79,7 @@ export function clientHopTiming(
 ): (req: UnaryRequest | StreamRequest) => ((source: Headers | undefined, err: unknown) => void) | undefined {
   const upstreamName = nameOf(target);
   return (req) => {
-    const hops = currentCallScope()?.hopTimings;
+    const hops = currentCall()?.hopTimings;
     if (hops === undefined) return undefined;
     const started = performance.now();
     const method = `${req.service.typeName}/${req.method.name}`;

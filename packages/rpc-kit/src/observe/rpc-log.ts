@@ -1,14 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createContextKey,
-  type HandlerContext,
-  type StreamRequest,
-  type UnaryRequest,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import pino, { type Level, type Logger } from "pino";
-import { DatabaseTime, databaseTimeKey, hopTimingsKey } from "../call/call-scope.ts";
+import { callRecordKey, callRecordOf } from "../call/call-record.ts";
 import { codeToString } from "../call/codes.ts";
 import { upstreamOriginOf } from "../call/errors.ts";
 
@@ -18,7 +11,6 @@ import { upstreamOriginOf } from "../call/errors.ts";
  * or response body. Streams are logged when they end.
  */
 
-const requestLoggerKey = createContextKey<Logger | undefined>(undefined, { description: "rpc-kit request logger" });
 const silent = pino({ level: "silent" });
 
 /**
@@ -27,7 +19,7 @@ const silent = pino({ level: "silent" });
  * one (handlers called directly in tests).
  */
 export function requestLogger(ctx: Pick<HandlerContext, "values" | "method">): Logger {
-  const base = ctx.values.get(requestLoggerKey);
+  const base = ctx.values.get(callRecordKey)?.logger;
   return base ? base.child(rpcFields(ctx.method)) : silent;
 }
 
@@ -55,15 +47,14 @@ export function levelForCode(code: Code | 0): Level {
 /**
  * The per-RPC log line of one inbound call, written by `end` (with the
  * number of messages a stream sent); sets up the handler's request logger
- * and the call's database time, which the line reports.
+ * on the call's record; the line reports the database time its queries added there.
  */
 export function startCallLog(
   req: UnaryRequest | StreamRequest,
   logger: Logger,
 ): (err: unknown, messages?: number) => void {
-  req.contextValues.set(requestLoggerKey, logger);
-  const database = new DatabaseTime(req.contextValues.get(hopTimingsKey));
-  req.contextValues.set(databaseTimeKey, database);
+  const record = callRecordOf(req.contextValues);
+  record.logger = logger;
   const start = performance.now();
   return (err, messages) => {
     const code = err === undefined ? 0 : ConnectError.from(err).code;
@@ -75,7 +66,8 @@ export function startCallLog(
       duration_ms: Math.round((performance.now() - start) * 1000) / 1000,
     };
     if (messages !== undefined) fields.messages_sent = messages;
-    if (database.queries > 0) {
+    const database = record.database;
+    if (database !== undefined && database.queries > 0) {
       fields.db_ms = Math.round(database.ms * 1000) / 1000;
       fields.db_queries = database.queries;
     }

@@ -1,4 +1,4 @@
-import type { HopTiming } from "../call/call-scope.ts";
+import type { HopTiming } from "../call/call-record.ts";
 
 export type { HopTiming };
 

@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
-import { type CallScope, DatabaseTime, runInCallScope } from "../call/call-scope.ts";
+import { CallRecord, runInCall } from "../call/call-record.ts";
 import {
   captureLogger,
   freePort,
@@ -153,17 +153,11 @@ for (const { server, skip } of SERVERS) {
       });
     });
 
-    it("takes the deadline of the call being served from its call scope", async () => {
+    it("takes the deadline of the call being served from its record", async () => {
       const { db, applicationName } = open();
-      const scope: CallScope = {
-        deadline: Date.now() + 300,
-        signal: new AbortController().signal,
-        forwardedHeaders: undefined,
-        hopTimings: undefined,
-        database: new DatabaseTime(undefined),
-      };
+      const scope = new CallRecord(Date.now() + 300, new AbortController().signal);
       const started = Date.now();
-      const err = await connectErrorOf(runInCallScope(scope, () => db.query(statement(PG_SLEEP), [])));
+      const err = await connectErrorOf(runInCall(scope, () => db.query(statement(PG_SLEEP), [])));
       assert.equal(Code[err.code], "DeadlineExceeded");
       assert.ok(Date.now() - started < 300 + MARGIN_MS, `failed after ${Date.now() - started} ms`);
       assert.equal(scope.database?.queries, 1, "the query counts in the call's database time");

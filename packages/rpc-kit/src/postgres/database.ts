@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import pg from "pg";
-import { currentCallScope } from "../call/call-scope.ts";
+import { currentCall } from "../call/call-record.ts";
 import type { Logger } from "../observe/logger.ts";
 import { sendCancelRequest } from "./cancel-request.ts";
 import { DATABASE_CANCELED, DATABASE_DEADLINE, isUnavailable, sqlState, toQueryError } from "./errors.ts";
@@ -112,7 +112,7 @@ export class Database {
     values: readonly unknown[],
     options: { deadline?: number; signal?: AbortSignal } = {},
   ): Promise<R[]> {
-    const scope = currentCallScope();
+    const scope = currentCall();
     const deadline = Math.min(
       options.deadline ?? scope?.deadline ?? Number.POSITIVE_INFINITY,
       Date.now() + this.#defaultTimeoutMs,
@@ -130,7 +130,7 @@ export class Database {
     } finally {
       const ms = performance.now() - started;
       this.#finish(span, statement, ms, error);
-      scope?.database?.add(statement, ms, error);
+      scope?.databaseTime().add(statement, ms, error);
     }
   }
 

@@ -8,7 +8,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { Health } from "@demo/proto/health/v1/health_pb";
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from "jose";
-import { currentCallScope } from "../call/call-scope.ts";
+import { currentCall } from "../call/call-record.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { type RunningServer, serve } from "../serve.ts";
 import { service } from "../server/service-registration.ts";
@@ -217,7 +217,7 @@ describe("auth on a server, on both engines", () => {
               createUser(_req, ctx) {
                 seen.push({
                   identity: callerIdentity(ctx),
-                  forwarded: currentCallScope()?.forwardedHeaders?.get("authorization"),
+                  forwarded: currentCall()?.forwardedHeaders?.get("authorization"),
                 });
                 return { user: ada };
               },

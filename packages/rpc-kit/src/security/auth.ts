@@ -2,9 +2,9 @@ import { createPublicKey, createSecretKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose";
-import { forwardHeaders } from "../call/call-scope.ts";
+import { callRecordKey, callRecordOf, type Identity } from "../call/call-record.ts";
 import { type Config, ConfigError, type Setting, setting } from "../config/config.ts";
 import { requestLogger } from "../observe/rpc-log.ts";
 
@@ -19,7 +19,7 @@ import { requestLogger } from "../observe/rpc-log.ts";
  * Unauthenticated with the same message: the reason is logged, never sent.
  *
  * Identity downstream: a verified token is forwarded, as it came, to the
- * outbound calls the handler makes (rpc-kit's call scope, like the deadline),
+ * outbound calls the handler makes (the call's record carries it, like the deadline),
  * and each internal service with keys configured verifies it again. No
  * service ever trusts an identity header: a caller that reaches an internal
  * port directly has nothing to show but a token, and a forged one fails.
@@ -29,24 +29,11 @@ import { requestLogger } from "../observe/rpc-log.ts";
 /** The one message of every Unauthenticated answer: no hint of what was wrong. */
 export const UNAUTHENTICATED_MESSAGE = "missing or invalid credentials";
 
-/** The caller as its verified token says. */
-export interface Identity {
-  /** The token's `sub`. */
-  readonly subject: string;
-  /** From `scope` (space-separated) or `scp` (a list). */
-  readonly scopes: readonly string[];
-  /** Every claim of the token. */
-  readonly claims: Readonly<JWTPayload>;
-}
-
-/** Where the auth interceptor puts the verified identity of the call. */
-export const identityKey = createContextKey<Identity | undefined>(undefined, {
-  description: "rpc-kit verified caller identity",
-});
+export type { Identity } from "../call/call-record.ts";
 
 /** The verified identity of the caller, or undefined (no token, or authentication off). */
 export function callerIdentity(ctx: Pick<HandlerContext, "values">): Identity | undefined {
-  return ctx.values.get(identityKey);
+  return ctx.values.get(callRecordKey)?.identity;
 }
 
 const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
@@ -305,8 +292,9 @@ export function authInterceptor(auth: Authenticator): Interceptor {
     if (token === undefined) return refuse("not a bearer token");
     const result = await auth.verify(token);
     if ("reason" in result) return refuse(result.reason);
-    req.contextValues.set(identityKey, result.identity);
-    forwardHeaders(req.contextValues, { authorization: `Bearer ${token}` });
+    const record = callRecordOf(req.contextValues);
+    record.identity = result.identity;
+    record.forward({ authorization: `Bearer ${token}` });
     return next(req);
   };
 }

@@ -1,7 +1,6 @@
-import { once } from "node:events";
 import type * as http2 from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { type DescMethod, type DescService, fromBinary } from "@bufbuild/protobuf";
+import type { ConnectError, Interceptor } from "@connectrpc/connect";
 import {
   type handleServerStreamingCall,
   type handleUnaryCall,
@@ -11,21 +10,17 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CallContext } from "../call/call-context.ts";
+import { CallContext, LiveCalls } from "../call/call-context.ts";
 import { serializerFor } from "../grpc/codec.ts";
 import { headersToMetadata, isEmptyHeaders, metadataHeaders } from "../grpc/grpc-metadata.ts";
 import { connectErrorToGrpcStatus } from "../grpc/grpc-status.ts";
 import { type GrpcJsGuardOptions, guardGrpcJsServer } from "../limits/grpc-js-guard.ts";
 import { headerListCeiling } from "../limits/stream-body.ts";
-import {
-  type ServerStreamingInvoker,
-  serverStreamingInvoker,
-  type UnaryInvoker,
-  unaryInvoker,
-} from "./method-invoker.ts";
-import { type ServiceRegistration, scopedMethodSpecs } from "./service-registration.ts";
+import { answerGrpcCall, type GrpcReply, grpcRoutes } from "./grpc-answer.ts";
+import type { ServiceRegistration } from "./service-registration.ts";
 
 /**
  * The internal engine: a grpc-js Server serving Connect-shaped handlers.
@@ -60,37 +55,47 @@ function addHttp2Settings(server: Server, settings: http2.Settings): void {
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
-/** The context of a grpc-js call: its deadline, its metadata read lazily, cancelled when grpc-js says so. */
-function contextOf(call: AnyCall, method: CallContext["method"], shutdownSignal: AbortSignal): CallContext {
+/**
+ * The record of a grpc-js call: its deadline, its metadata read lazily,
+ * cancelled when grpc-js says so. grpc-js arms a timer for every call with a
+ * deadline and emits "cancelled" when it fires, so no second timer is armed:
+ * a "cancelled" at the deadline is the deadline.
+ */
+function callOf(call: AnyCall, method: DescMethod, live: LiveCalls): CallContext {
   const deadline = call.getDeadline();
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   // grpc-js emits "cancelled" after every call, answered or not: CallContext ignores it once the call ended.
-  const onCancelled = () => ctx.cancel();
+  const onCancelled = () => {
+    // grpc-js's timer and Date.now() may disagree by a millisecond.
+    if (ctx.deadline !== undefined && Date.now() >= ctx.deadline - 1) ctx.expire();
+    else ctx.cancel();
+  };
   const ctx = new CallContext(
     {
       service: method.parent,
       method,
       protocolName: "grpc",
       deadline: Number.isFinite(ms) ? ms : undefined,
+      engineTimesOut: true,
       requestHeaders: () => metadataHeaders(call.metadata),
       detach: () => call.off("cancelled", onCancelled),
     },
-    shutdownSignal,
+    live,
   );
   call.once("cancelled", onCancelled);
   return ctx;
 }
 
-/** Response headers to send, or undefined when the handler set none. */
-function responseMetadata(ctx: CallContext): Metadata | undefined {
-  const headers = ctx.setResponseHeaders;
+/** Headers to send, or undefined when the handler set none. */
+function metadataOf(headers: Headers | undefined): Metadata | undefined {
   return headers && !isEmptyHeaders(headers) ? headersToMetadata(headers) : undefined;
 }
 
-/** Trailers to send with the status. */
-function trailerMetadata(ctx: CallContext): Metadata {
-  const trailers = ctx.setResponseTrailers;
-  return trailers ? headersToMetadata(trailers) : new Metadata();
+/** The status of a failed call, with the handler's trailers. */
+function failedStatus(err: ConnectError, trailers: Headers | undefined) {
+  const status = connectErrorToGrpcStatus(err);
+  if (trailers) status.metadata.merge(headersToMetadata(trailers));
+  return status;
 }
 
 /** Creates a grpc-js Server with every registration's methods added. */
@@ -100,88 +105,95 @@ export function createGrpcEngine(registrations: readonly ServiceRegistration[], 
     addHttp2Settings(server, { maxHeaderListSize: headerListCeiling(options.maxHeaderBytes) });
   }
   if (options.limits !== undefined) guardGrpcJsServer(server, options.limits);
-  for (const registration of registrations) {
-    const definition: Record<string, ServiceDefinition[string]> = {};
-    const implementation: UntypedServiceImplementation = {};
-    for (const spec of scopedMethodSpecs(registration)) {
-      if (spec.kind !== "unary" && spec.kind !== "server_streaming") {
-        continue; // Not served: grpc-js answers Unimplemented.
-      }
-      definition[spec.method.localName] = {
-        path: `/${registration.service.typeName}/${spec.method.name}`,
-        originalName: spec.method.name,
-        requestStream: false,
-        responseStream: spec.kind === "server_streaming",
-        requestSerialize: serializerFor(spec.method.input),
-        requestDeserialize: (bytes: Buffer) => fromBinary(spec.method.input, bytes),
-        responseSerialize: serializerFor(spec.method.output),
-        responseDeserialize: (bytes: Buffer) => fromBinary(spec.method.output, bytes),
-      };
-      implementation[spec.method.localName] =
-        spec.kind === "unary"
-          ? unaryHandler(unaryInvoker(spec, options.interceptors), spec, options.shutdownSignal)
-          : serverStreamingHandler(serverStreamingInvoker(spec, options.interceptors), spec, options.shutdownSignal);
+  const live = new LiveCalls(options.shutdownSignal);
+  const byService = new Map<
+    DescService,
+    { definition: Record<string, ServiceDefinition[string]>; implementation: UntypedServiceImplementation }
+  >();
+  for (const route of grpcRoutes(registrations, options.interceptors)) {
+    const { method } = route;
+    let entry = byService.get(method.parent);
+    if (entry === undefined) {
+      entry = { definition: {}, implementation: {} };
+      byService.set(method.parent, entry);
     }
-    server.addService(definition, implementation);
+    entry.definition[method.localName] = {
+      path: route.path,
+      originalName: method.name,
+      requestStream: false,
+      responseStream: route.kind === "server_streaming",
+      requestSerialize: serializerFor(method.input),
+      requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+      responseSerialize: serializerFor(method.output),
+      responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+    };
+    entry.implementation[method.localName] =
+      route.kind === "unary"
+        ? (((call, callback) => {
+            void answerGrpcCall(route, callOf(call, method, live), call.request, new UnaryReply(call, callback));
+          }) satisfies handleUnaryCall<unknown, unknown>)
+        : (((call) => {
+            void answerGrpcCall(route, callOf(call, method, live), call.request, new StreamReply(call));
+          }) satisfies handleServerStreamingCall<unknown, unknown>);
   }
+  for (const { definition, implementation } of byService.values()) server.addService(definition, implementation);
   return server;
 }
 
-function unaryHandler(
-  invoke: UnaryInvoker,
-  spec: { method: CallContext["method"] },
-  shutdownSignal: AbortSignal,
-): handleUnaryCall<unknown, unknown> {
-  return (call, callback) => {
-    const ctx = contextOf(call, spec.method, shutdownSignal);
-    invoke(ctx, call.request).then(
-      (res) => {
-        const headers = responseMetadata(ctx);
-        if (headers) call.sendMetadata(headers);
-        callback(null, res.message, trailerMetadata(ctx));
-        ctx.abort();
-      },
-      (err: unknown) => {
-        const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
-        status.metadata.merge(trailerMetadata(ctx));
-        callback(status);
-        ctx.abort();
-      },
-    );
-  };
+function unexpected(): never {
+  throw new Error("a unary call has no stream to write");
 }
 
-function serverStreamingHandler(
-  invoke: ServerStreamingInvoker,
-  spec: { method: CallContext["method"] },
-  shutdownSignal: AbortSignal,
-): handleServerStreamingCall<unknown, unknown> {
-  return (call) => {
-    const ctx = contextOf(call, spec.method, shutdownSignal);
-    void (async () => {
-      let headersSent = false;
-      try {
-        const res = await invoke(ctx, call.request);
-        for await (const message of res.message) {
-          if (ctx.signal.aborted) break;
-          if (!headersSent) {
-            headersSent = true;
-            const headers = responseMetadata(ctx);
-            if (headers) call.sendMetadata(headers);
-          }
-          if (!call.write(message)) {
-            await once(call, "drain", { signal: ctx.signal });
-          }
-        }
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        call.end(trailerMetadata(ctx));
-      } catch (err) {
-        const status = connectErrorToGrpcStatus(ConnectError.from(err, Code.Internal));
-        status.metadata.merge(trailerMetadata(ctx));
-        call.emit("error", status);
-      } finally {
-        ctx.abort();
-      }
-    })();
-  };
+/** A unary call's answer through grpc-js: headers, then the message and status in one callback. */
+class UnaryReply implements GrpcReply {
+  readonly #call: ServerUnaryCall<unknown, unknown>;
+  readonly #callback: sendUnaryData<unknown>;
+  constructor(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) {
+    this.#call = call;
+    this.#callback = callback;
+  }
+  get drainEmitter() {
+    return this.#call;
+  }
+  unary(headers: Headers | undefined, message: unknown, trailers: Headers | undefined): void {
+    const metadata = metadataOf(headers);
+    if (metadata) this.#call.sendMetadata(metadata);
+    this.#callback(null, message, trailers ? headersToMetadata(trailers) : new Metadata());
+  }
+  fail(err: ConnectError, trailers: Headers | undefined): void {
+    this.#callback(failedStatus(err, trailers));
+  }
+  headers(): never {
+    return unexpected();
+  }
+  write(): never {
+    return unexpected();
+  }
+  end(): never {
+    return unexpected();
+  }
+}
+
+/** A stream's answer through grpc-js's writable call. */
+class StreamReply implements GrpcReply {
+  readonly drainEmitter: ServerWritableStream<unknown, unknown>;
+  constructor(call: ServerWritableStream<unknown, unknown>) {
+    this.drainEmitter = call;
+  }
+  unary(): never {
+    return unexpected();
+  }
+  headers(headers: Headers | undefined): void {
+    const metadata = metadataOf(headers);
+    if (metadata) this.drainEmitter.sendMetadata(metadata);
+  }
+  write(message: unknown): boolean {
+    return this.drainEmitter.write(message);
+  }
+  end(trailers: Headers | undefined): void {
+    this.drainEmitter.end(trailers ? headersToMetadata(trailers) : new Metadata());
+  }
+  fail(err: ConnectError, trailers: Headers | undefined): void {
+    this.drainEmitter.emit("error", failedStatus(err, trailers));
+  }
 }

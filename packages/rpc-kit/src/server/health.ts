@@ -5,7 +5,7 @@ import {
   HealthCheckResponseSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "@demo/proto/health/v1/health_pb";
-import { peerAddressKey } from "../call/call-context.ts";
+import { callRecordOf } from "../call/call-record.ts";
 import type { HealthLimits } from "../limits/server-limits.ts";
 
 export { ServingStatus };
@@ -90,7 +90,7 @@ export function createHealthService(
     },
     async *watch(req, ctx: HandlerContext) {
       if (state.watches >= limits.maxWatches) {
-        limits.onRefused?.(ctx.values.get(peerAddressKey));
+        limits.onRefused?.(callRecordOf(ctx.values).peerAddress);
         throw new ConnectError("too many health watches", Code.ResourceExhausted);
       }
       state.watches++;

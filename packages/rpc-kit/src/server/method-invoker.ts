@@ -8,7 +8,8 @@ import type {
   UnaryResponse,
 } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
-import { type CallContext, callContextKey } from "../call/call-context.ts";
+import type { CallContext } from "../call/call-context.ts";
+import { callRecordKey } from "../call/call-record.ts";
 
 /**
  * Calls a Connect-shaped handler through Connect interceptors, as
@@ -36,7 +37,7 @@ export function unaryInvoker(
 ): UnaryInvoker {
   const { method } = spec;
   const invoke = applyInterceptors(async (req: UnaryRequest): Promise<UnaryResponse> => {
-    const ctx = req.contextValues.get(callContextKey) as CallContext;
+    const ctx = req.contextValues.get(callRecordKey) as CallContext;
     const output = await spec.impl(req.message as never, ctx);
     return {
       stream: false,
@@ -69,7 +70,7 @@ export function serverStreamingInvoker(
 ): ServerStreamingInvoker {
   const { method } = spec;
   const invoke = applyInterceptors(async (req: StreamRequest): Promise<StreamResponse> => {
-    const ctx = req.contextValues.get(callContextKey) as CallContext;
+    const ctx = req.contextValues.get(callRecordKey) as CallContext;
     let input: unknown;
     for await (const m of req.message) input = m;
     return {

@@ -1,13 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type HandlerContext, type MethodImplSpec, type ServiceImpl } from "@connectrpc/connect";
-import {
-  type CallScope,
-  databaseTimeKey,
-  forwardedHeadersKey,
-  hopTimingsKey,
-  iterateInCallScope,
-  runInCallScope,
-} from "../call/call-scope.ts";
+import { handlerCallRecord, iterateInCall, runInCall } from "../call/call-record.ts";
 
 /** A service and its handlers, written once in the Connect shape and servable on either engine. */
 export interface ServiceRegistration {
@@ -20,21 +13,9 @@ export function service<S extends DescService>(desc: S, impl: ServiceImpl<S>): S
   return { service: desc, impl: impl as unknown as Partial<ServiceImpl<DescService>> };
 }
 
-/** The call scope (deadline, cancellation) of an inbound call, from its handler context. */
-export function callScopeOf(ctx: HandlerContext): CallScope {
-  const remaining = ctx.timeoutMs();
-  return {
-    deadline: remaining === undefined ? undefined : Date.now() + remaining,
-    signal: ctx.signal,
-    forwardedHeaders: ctx.values.get(forwardedHeadersKey),
-    hopTimings: ctx.values.get(hopTimingsKey),
-    database: ctx.values.get(databaseTimeKey),
-  };
-}
-
 /**
  * The method specs of a registration, each wrapped so that the handler runs
- * in the call scope of its inbound call: outbound calls made by the handler
+ * with the record of its inbound call current (call/call-record.ts): outbound calls made by the handler
  * then inherit its deadline and cancellation without being told.
  * Methods the registration leaves out answer Unimplemented.
  */
@@ -47,7 +28,7 @@ export function scopedMethodSpecs(registration: ServiceRegistration): MethodImpl
         return {
           ...m,
           impl: (req: Parameters<typeof impl>[0], ctx: HandlerContext) =>
-            runInCallScope(callScopeOf(ctx), () => impl(req, ctx)),
+            runInCall(handlerCallRecord(ctx), () => impl(req, ctx)),
         };
       }
       case "server_streaming": {
@@ -55,10 +36,10 @@ export function scopedMethodSpecs(registration: ServiceRegistration): MethodImpl
         return {
           ...m,
           impl: (req: Parameters<typeof impl>[0], ctx: HandlerContext) => {
-            const scope = callScopeOf(ctx);
-            return iterateInCallScope(
-              scope,
-              runInCallScope(scope, () => impl(req, ctx)),
+            const record = handlerCallRecord(ctx);
+            return iterateInCall(
+              record,
+              runInCall(record, () => impl(req, ctx)),
             );
           },
         };

@@ -77,7 +77,7 @@ const markAsUpstream: Interceptor = (next) => async (req) => {
 
 /**
  * A client for `impl` served in memory through the Connect protocol, with
- * rpc-kit's error policy and call scope as on a real server: the way to give
+ * rpc-kit's error policy and call record as on a real server: the way to give
  * a handler under test a real upstream without a network.
  */
 export function createInMemoryClient<S extends DescService>(desc: S, impl: ServiceImpl<S>): Client<S> {
