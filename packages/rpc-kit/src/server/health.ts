@@ -104,6 +104,9 @@ export function createHealthService(
           }
           await state.nextChange(ctx.signal);
         }
+        // Ended by the caller's deadline or cancel: the call ends with that code, not OK (a server
+        // shutting down ends its watches with OK after NOT_SERVING, as gRPC servers do).
+        if (ctx.signal.aborted && !state.closed) throw ctx.signal.reason;
       } finally {
         state.watches--;
       }
