@@ -16,7 +16,7 @@ import { outcomeCode } from "./codes.ts";
 
 /** One hop of a call. */
 export interface HopTiming {
-  /** The serving process's name (`users`), or the upstream's address when it gave no reply. */
+  /** The serving process's name (`users`); for an upstream that gave no reply, its service's name as its caller knows it. */
   readonly service: string;
   /** `demo.users.v1.UserService/GetUser` */
   readonly method: string;

@@ -14,11 +14,10 @@ import { startClientSpan } from "./tracing.ts";
  */
 export function clientObserver(target: string, server: { address: string; port: number }): Interceptor {
   const meter = clientCallMeter(target);
-  const timing = clientHopTiming(target);
   return (next) => async (req) => {
     const span = startClientSpan(req, server);
     const metered = meter(req);
-    const hop = timing(req);
+    const hop = clientHopTiming(req);
     const end = (source: Headers | undefined, err: unknown) => {
       hop?.(source, err);
       metered.end(err);

@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
 import type { StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import { isSpanContextValid, type Span, TraceFlags } from "@opentelemetry/api";
 import { callRecordOf, currentCall } from "../call/call-record.ts";
@@ -68,47 +68,44 @@ export function askedServerTiming(
 }
 
 /**
- * The client's side of the hop timings, for the calls of one upstream
- * `target`: adds the hops an upstream reported to the list of the inbound
- * call being served (nothing outside one), or, when it answered with no
- * timing or not at all, one hop timed here and named after `target`.
- * `end(trailer, err)` records once.
+ * The client's side of the hop timings, for the calls of one upstream: adds
+ * the hops an upstream reported to the list of the inbound call being served
+ * (nothing outside one), or, when it answered with no timing or not at all,
+ * one hop timed here and named after the upstream's service
+ * ({@link upstreamServiceName}). `end(trailer, err)` records once.
  */
 export function clientHopTiming(
-  target: string,
-): (req: UnaryRequest | StreamRequest) => ((source: Headers | undefined, err: unknown) => void) | undefined {
-  const upstreamName = nameOf(target);
-  return (req) => {
-    const hops = currentCall()?.hopTimings;
-    if (hops === undefined) return undefined;
-    const started = performance.now();
-    const method = `${req.service.typeName}/${req.method.name}`;
-    let recorded = false;
-    return (source, err) => {
-      if (recorded) return;
-      recorded = true;
-      const reported = parseServerTiming(source?.get(SERVER_TIMING)).hops;
-      if (reported.length > 0) hops.push(...reported);
-      else
-        hops.push({
-          service: upstreamName,
-          method,
-          durationMs: performance.now() - started,
-          code: outcomeCode(err),
-          byCaller: true,
-        });
-    };
+  req: UnaryRequest | StreamRequest,
+): ((source: Headers | undefined, err: unknown) => void) | undefined {
+  const hops = currentCall()?.hopTimings;
+  if (hops === undefined) return undefined;
+  const started = performance.now();
+  let recorded = false;
+  return (source, err) => {
+    if (recorded) return;
+    recorded = true;
+    const reported = parseServerTiming(source?.get(SERVER_TIMING)).hops;
+    if (reported.length > 0) hops.push(...reported);
+    else
+      hops.push({
+        service: upstreamServiceName(req.service),
+        method: `${req.service.typeName}/${req.method.name}`,
+        durationMs: performance.now() - started,
+        code: outcomeCode(err),
+        byCaller: true,
+      });
   };
 }
 
 /**
- * What to call an upstream that gave no timing of its own: its DNS name
- * (`users`, `users.rpc-chain.svc.cluster.local`), or the whole address when
- * that says nothing (`localhost:50051`, an IP, a static list).
+ * What to call an upstream that gave no timing of its own: the name its
+ * proto package gives its service (`demo.users.v1.UserService` → `users`,
+ * `grpc.health.v1.Health` → `health`), as the service would name itself.
+ * Never its address: a host and port say nothing to the reader of a trace
+ * and tell an outsider how the network is laid out.
  */
-function nameOf(target: string): string {
-  const address = target.replace(/^(dns|static):\/\/\//, "");
-  const host = address.replace(/:\d+$/, "");
-  const vague = target.startsWith("static:") || host === "localhost" || isIP(host.replace(/^\[|\]$/g, "")) !== 0;
-  return vague ? address : host;
+export function upstreamServiceName(service: DescService): string {
+  const packages = service.typeName.split(".").slice(0, -1);
+  const named = packages.filter((part) => !/^v\d+((alpha|beta)\d*)?$/.test(part));
+  return named.at(-1) ?? service.name;
 }

@@ -15,7 +15,7 @@ export type { HopTiming };
  *     users;dur=0.9;desc="demo.users.v1.UserService/GetUser";code=ok
  *
  * An upstream that gave no reply (deadline, lost connection) is timed by its
- * caller and marked `by=caller`, named by the address it was sent to.
+ * caller and marked `by=caller`, named after its service (`users`), never its address.
  * Parsing and formatting are pure, shared by the kit and the demo page.
  */
 
