@@ -84,7 +84,9 @@ const timeoutMs = Math.floor(positive("timeout", values.timeout, 600_000) ?? 500
 
 let request: unknown;
 try {
-  request = fromJson(method.input, JSON.parse(values.data ?? service.data) as JsonValue);
+  // The service's sample request fits its default RPC only; any other starts from an empty request.
+  const data = values.data ?? (method.name === service.rpc ? service.data : "{}");
+  request = fromJson(method.input, JSON.parse(data) as JsonValue);
 } catch (err) {
   fail(`--data is not a valid ${method.input.typeName}: ${(err as Error).message}`);
 }

@@ -51,6 +51,22 @@ describe("npm run load, against the chain", () => {
     assert.ok(report.rps > 0 && report.latencyMs.p99 > 0);
   });
 
+  it("runs another RPC without --data from an empty request (the README's ListProfiles example)", async () => {
+    const { code, stdout, stderr } = await load([
+      "--target",
+      chain.baseUrl,
+      "--protocol",
+      "connect",
+      "--rpc",
+      "ListProfiles",
+      "--requests",
+      "20",
+      "--json",
+    ]);
+    assert.equal(code, 0, stderr);
+    assert.deepEqual((JSON.parse(stdout) as { codes: Record<string, number> }).codes, { ok: 20 });
+  });
+
   it("speaks Connect JSON to the gateway and counts error codes", async () => {
     const { code, stdout } = await load([
       "--target",
