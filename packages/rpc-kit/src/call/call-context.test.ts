@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import * as http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { UserService } from "@demo/proto/demo/users/v1/users_pb";
+import { GetUserRequestSchema, UserService } from "@demo/proto/demo/users/v1/users_pb";
 import { createClient } from "../client/client.ts";
 import { UpstreamPool } from "../client/upstream-pool.ts";
 import type { RunningServer } from "../serve.ts";
@@ -32,11 +34,36 @@ for (const engine of ["grpc", "connect"] as const) {
       pool.close();
     });
 
+    // A raw HTTP/2 client that never resets its stream: only the server's own deadline can end the call
+    // (a grpc-js client would cancel at its deadline, racing the server's timer).
     it("ends a handler still running at its deadline with DeadlineExceeded, and logs it so", async () => {
       fixture.cancelled.length = 0;
-      await assert.rejects(client.getUser({ id: "slow-5000" }, { timeoutMs: 100 }), (err) => {
-        return ConnectError.from(err).code === Code.DeadlineExceeded;
-      });
+      const session = http2.connect(`http://127.0.0.1:${server.port}`);
+      try {
+        const body = toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id: "slow-5000" }));
+        const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body]);
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/demo.users.v1.UserService/GetUser",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-timeout": "100m",
+        });
+        stream.end(frame);
+        const status = await new Promise<string | undefined>((resolve) => {
+          let found: string | undefined;
+          const take = (h: http2.IncomingHttpHeaders) => {
+            found ??= h["grpc-status"] as string | undefined;
+          };
+          stream.on("response", take);
+          stream.on("trailers", take);
+          stream.on("close", () => resolve(found));
+          stream.resume();
+        });
+        assert.equal(status, String(Code.DeadlineExceeded));
+      } finally {
+        session.close();
+      }
       await waitFor(() => fixture.cancelled.length === 1);
       assert.deepEqual(fixture.cancelled, [Code.DeadlineExceeded], "the handler's signal says why");
       await waitFor(() => log.lines.some((l) => l.rpc_method === "GetUser" && l.rpc_code === "deadline_exceeded"));
