@@ -135,7 +135,7 @@ async function measure(config: Config): Promise<Sample[]> {
   try {
     await probe(config, running.gatewayPort);
     const request = requestFor(config, running.gatewayPort);
-    // Warm up at high concurrency first: a chain warmed only at c=1 measures 13–56% slower (FACTS).
+    // Warm up at high concurrency first, so that JIT, pools and connections are settled before any row.
     await runH2load(request, config.maxRequests ? { concurrency: 64, requests: 500 } : { concurrency: 64, seconds: 1 });
     for (const concurrency of concurrencies) {
       const databaseBefore = await markDatabase(config, running);

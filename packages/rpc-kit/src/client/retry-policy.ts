@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { RETRY_PUSHBACK_HEADER } from "../grpc/grpc-metadata.ts";
 
 /**
- * When a failed call may be tried again (gRPC A6, as FACTS.md states it):
+ * When a failed call may be tried again (gRPC A6, github.com/grpc/proposal A6-client-retries.md):
  * only Unavailable; only for methods the proto declares idempotent
  * (`idempotency_level` NO_SIDE_EFFECTS or IDEMPOTENT), unless the request was
  * never sent, which is always safe; full-jitter exponential backoff; never

@@ -60,7 +60,7 @@ export function isEmptyHeaders(headers: Headers): boolean {
  * Headers that read single values straight from the underlying record (grpc-js
  * Metadata, or Node's http2 header object) and convert everything only when a
  * caller iterates or changes them: tracing reads three headers of every call,
- * and a full conversion per call costs microseconds (FACTS). A stand-in, not a
+ * and a full conversion per call costs microseconds (docs/pitfalls.md). A stand-in, not a
  * subclass: Node's Headers methods are instance fields in its type declarations.
  */
 export class LazyHeaders implements Headers {

@@ -14,7 +14,7 @@ import { constants as http2constants } from "node:http2";
  *   connection is destroyed after the grace period. A stream the client sent
  *   before it read the GOAWAY is refused (REFUSED_STREAM, never processed):
  *   gRPC clients and browsers retry it themselves; connect-node's client
- *   does not, and fails ~1% of calls at a 300 ms age (measured; FACTS.md).
+ *   does not, and fails ~1% of calls at a 300 ms age (docs/pitfalls.md).
  *   (A notice GOAWAY, PING, then the final GOAWAY would avoid the race, but
  *   Node 24's client stalls the connection after the notice: measured.)
  * - HTTP/1.1: the next response says `connection: close`, and Node's http
