@@ -17,7 +17,7 @@ import type { RefusedRequest } from "./edge-http.ts";
  * methods, served straight on Node's http2 stream, with the same interceptors
  * and handlers as every other path.
  *
- * connect-node serves gRPC at 3–7× grpc-js's CPU per call (docs/pitfalls.md), and at
+ * connect-node serves gRPC at 4–7× grpc-js's CPU per call (docs/pitfalls.md), and at
  * the gateway that cost is paid on every request that arrives over gRPC. This
  * path does what grpc-js's server does (envelope, status trailers, deadline,
  * cancellation) and nothing else. Everything it does not accept (Connect,
