@@ -9,7 +9,9 @@ import {
   type ContextValues,
   createConnectRouter,
 } from "@connectrpc/connect";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { encodeBase64, GRPC_WEB_TEXT, isGrpcWebText } from "../grpc/grpc-web-text.ts";
 
 /** The requests and responses of Node's http and http2 (compatibility API) servers. */
 export type NodeServerRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -20,6 +22,9 @@ export type NodeServerResponse = http.ServerResponse | http2.Http2ServerResponse
  * (limits/request-body.ts) instead of handed to connect-node as the raw
  * Node stream: the same router, the same universal request and response
  * functions connect-node exports for exactly this, one step in between.
+ * gRPC-Web's text mode, which connect-node does not speak, is served as
+ * binary gRPC-Web in between: the body reader decodes the request's base64,
+ * and the answer is encoded back here (grpc/grpc-web-text.ts).
  */
 export interface ConnectAdapterOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;
@@ -51,11 +56,25 @@ export function connectAdapter(
       return;
     }
     const uReq = universalRequestFromNodeRequest(req, res, undefined, options.contextValues(req));
+    const text = isGrpcWebText(uReq.header.get("content-type"));
     uReq.body = options.body(req, res, handler.method, uReq.header);
     handler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) => universalResponseToNodeResponse(text ? asText(uRes) : uRes, res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code !== Code.Aborted) options.onWriteError?.(reason, handler.method);
       });
+  };
+}
+
+/** A binary gRPC-Web answer as text mode: the same frames (trailers included), base64-encoded. */
+function asText(res: UniversalServerResponse): UniversalServerResponse {
+  if (res.status !== 200) return res;
+  const header = new Headers(res.header);
+  header.set("content-type", GRPC_WEB_TEXT);
+  header.delete("content-length");
+  return {
+    ...res,
+    header,
+    ...(res.body !== undefined && { body: encodeBase64(res.body as AsyncIterable<Uint8Array>) }),
   };
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { Base64Decoder, GRPC_WEB_BINARY, isGrpcWebText } from "../grpc/grpc-web-text.ts";
 import type { ByteLease } from "./byte-budget.ts";
 import { EnvelopeReader } from "./envelope-reader.ts";
 import { GrowableBuffer } from "./growable-buffer.ts";
@@ -22,7 +23,9 @@ import { countRequestBytes } from "./session-guard.ts";
  *   small frames kept the gateway at 100% CPU for two minutes);
  * - decompressed within bounds (the header naming the compression is then
  *   removed, so connect-node reads identity bytes), JSON checked for depth;
- * - for unary and server-streaming methods, whole within REQUEST_TIMEOUT_MS.
+ * - for unary and server-streaming methods, whole within REQUEST_TIMEOUT_MS;
+ * - gRPC-Web's text mode decoded from base64 (the header then names binary
+ *   gRPC-Web, which connect-node serves; the edge encodes the answer back).
  */
 export interface RequestBodyOptions {
   readonly lease: ByteLease;
@@ -39,7 +42,6 @@ type NodeRequest = IncomingMessage | Http2ServerRequest;
 
 /** How each protocol frames and compresses a request body, from its content type. */
 function framingOf(contentType: string): { enveloped: boolean; encodingHeader: string } | undefined {
-  if (contentType.startsWith("application/grpc-web-text")) return undefined; // base64: left to connect-node
   if (contentType.startsWith("application/grpc")) return { enveloped: true, encodingHeader: "grpc-encoding" };
   if (contentType.startsWith("application/connect+")) {
     return { enveloped: true, encodingHeader: "connect-content-encoding" };
@@ -60,6 +62,8 @@ export function boundedRequestBody(
   header: Headers,
   o: RequestBodyOptions,
 ): AsyncIterable<Uint8Array> {
+  const text = isGrpcWebText(header.get("content-type")) ? new Base64Decoder() : undefined;
+  if (text) header.set("content-type", GRPC_WEB_BINARY);
   const contentType = (header.get("content-type") ?? "").toLowerCase();
   const framing = framingOf(contentType);
   const encoding = framing && (header.get(framing.encodingHeader) ?? undefined)?.toLowerCase();
@@ -79,7 +83,7 @@ export function boundedRequestBody(
     if (limit !== undefined) o.onRefused(limit, !complete);
     return err;
   };
-  if (!o.singleMessage && framing?.enveloped) return streamOfEnvelopes(req, o, decoding, refused);
+  if (!o.singleMessage && framing?.enveloped) return streamOfEnvelopes(req, o, decoding, refused, text);
   return (async function* () {
     const room = o.lease.refusal(1);
     if (room !== undefined) throw refused(bufferedBytesError(room));
@@ -91,8 +95,9 @@ export function boundedRequestBody(
           lease: o.lease,
           decode: envelopeDecoder(decoding),
         });
-        await readAll(req, o, (chunk) => chunks.push(...reader.push(chunk)));
+        await readAll(req, o, (chunk) => chunks.push(...reader.push(text ? text.push(chunk) : chunk)));
         complete = true;
+        text?.end();
         const rest = reader.rest();
         if (rest) chunks.push(rest); // cut short: connect-node says so
       } else {
@@ -139,6 +144,7 @@ async function* streamOfEnvelopes(
   o: RequestBodyOptions,
   decoding: MessageDecoding,
   refused: (err: unknown) => unknown,
+  text: Base64Decoder | undefined,
 ): AsyncGenerator<Uint8Array> {
   const reader = new EnvelopeReader({
     maxMessageBytes: o.maxMessageBytes,
@@ -149,11 +155,12 @@ async function* streamOfEnvelopes(
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       countRequestBytes(session, chunk.length);
-      for (const envelope of reader.push(chunk)) {
+      for (const envelope of reader.push(text ? text.push(chunk) : chunk)) {
         yield envelope;
         o.lease.release(envelope.length);
       }
     }
+    text?.end();
   } catch (err) {
     throw refused(err);
   }
