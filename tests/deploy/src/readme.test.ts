@@ -34,6 +34,7 @@ describe("turbo", () => {
     const readers = [
       "packages/rpc-kit/src/testing/postgres.ts", // the real-server PostgreSQL tests
       "tests/deploy/src/k8s-render.ts", // the manifest checks' kubectl
+      "tests/deploy/src/other-languages.test.ts", // protoc
     ];
     for (const file of readers) {
       for (const [, name] of read(file).matchAll(/process\.env\.([A-Z_]+)/g)) {
