@@ -35,13 +35,21 @@ const SERVICES = ["users", "profiles", "gateway"];
 const DATABASE = "postgres";
 const FILES = ["-f", `${root}/docker-compose.yml`, "-f", `${root}/tests/deploy/docker/compose.postgres-standin.yml`];
 let gatewayPort = 0;
+/** Host ports of the admin ports compose publishes on loopback (9051, 9052, 9080 by default). */
+const adminPorts: Record<string, number> = {};
 
 function compose(args: string[], timeoutMs = 120_000): string {
   return execFileSync("docker-compose", ["-p", project, ...FILES, ...args], {
     cwd: root,
     encoding: "utf8",
     timeout: timeoutMs,
-    env: { ...process.env, GATEWAY_PORT: String(gatewayPort) },
+    env: {
+      ...process.env,
+      GATEWAY_PORT: String(gatewayPort),
+      USERS_ADMIN_PORT: String(adminPorts.users),
+      PROFILES_ADMIN_PORT: String(adminPorts.profiles),
+      GATEWAY_ADMIN_PORT: String(adminPorts.gateway),
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
 }
@@ -102,6 +110,7 @@ const call = (method: string, body: unknown, headers: Record<string, string> = {
 describe("docker-compose: the three services in containers", () => {
   before(async () => {
     gatewayPort = await freePort();
+    for (const s of SERVICES) adminPorts[s] = await freePort();
     await withLogs(async () => {
       const started = Date.now();
       compose(["build", "--force-rm", ...SERVICES], 1_200_000);
@@ -151,6 +160,16 @@ describe("docker-compose: the three services in containers", () => {
       assert.equal(stream.status, 200);
       const text = await stream.text();
       for (const id of ["u-1", "u-2", "u-3"]) assert.ok(text.includes(`"id":"${id}"`), `stream has ${id}`);
+    }));
+
+  it("publishes each service's admin port on the host's loopback, as the README's curl examples use them", () =>
+    withLogs(async () => {
+      for (const s of SERVICES) {
+        const ready = await fetch(`http://127.0.0.1:${adminPorts[s]}/readyz`);
+        assert.equal(ready.status, 200, `${s} /readyz`);
+      }
+      const debug = await fetch(`http://127.0.0.1:${adminPorts.profiles}/debug/rpc`);
+      assert.equal(debug.status, 200, "profiles /debug/rpc");
     }));
 
   it("serves the demo page from the gateway's image, and every hop of a call by its compose name", () =>

@@ -168,6 +168,16 @@ describe("docker-compose.yml", () => {
         });
       }
     }
+    // The README's curl examples use the admin ports too (/readyz, /debug/rpc): published, on loopback only.
+    for (const name of ["users", "profiles", "gateway"]) {
+      const admin = envPort(services[name], "ADMIN_PORT");
+      assert.ok(
+        (services[name]?.ports ?? []).some((p) =>
+          new RegExp(`^127\\.0\\.0\\.1:\\$\\{[A-Z_]+:-${admin}\\}:${admin}$`).test(p),
+        ),
+        `${name} publishes its admin port ${admin} on 127.0.0.1`,
+      );
+    }
     const published = services.gateway?.ports?.[0] ?? "";
     assert.match(published, /^(\$\{GATEWAY_PORT:-8080\}|8080):(\d+)$/);
     assert.equal(published.split(":").at(-1), envPort(services.gateway, "PORT"), "the gateway publishes its PORT");
