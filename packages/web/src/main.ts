@@ -123,8 +123,10 @@ async function run(
 }
 
 function describeError(err: ConnectError): Node[] {
-  const nodes: Node[] = [h("p", { class: "result" }, err.rawMessage)];
   const violations = err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations);
+  // The message of a BadRequest repeats its field errors: show them once, as the list.
+  const repeated = violations.length > 0 && violations.every((v) => err.rawMessage.includes(v.description));
+  const nodes: Node[] = repeated ? [] : [h("p", { class: "result" }, err.rawMessage)];
   if (violations.length > 0) {
     nodes.push(
       h(
@@ -164,13 +166,25 @@ function hopList(timings: CallTimings): Node {
       "No hop timings came back: the gateway sends them only with SERVER_TIMING=on (the default), and only if it answered.",
     );
   }
-  const longest = Math.max(...timings.hops.map((hop) => hop.durationMs), 0.001);
+  // A trace view's nesting: each hop is drawn inside the one before it, its caller (the chain is
+  // gateway → profiles → users → its queries). The trailer gives durations, not start times, so
+  // each span is centred in its caller's: the caller's own time is shown half before, half after.
+  const root = Math.max(timings.hops[0]?.durationMs ?? 0, 0.001);
+  let parent = { left: 0, width: 100 };
+  const spans = timings.hops.map((hop, i) => {
+    const width = i === 0 ? 100 : Math.min(parent.width, Math.max(0.5, (hop.durationMs / root) * 100));
+    const span = { left: i === 0 ? 0 : parent.left + (parent.width - width) / 2, width };
+    parent = span;
+    return span;
+  });
   return h(
     "ol",
-    { class: "hops", "aria-label": "Hops" },
-    ...timings.hops.map((hop) => {
+    { class: "hops", "aria-label": "Hops, each inside its caller" },
+    ...timings.hops.map((hop, i) => {
       const bar = h("div", { class: "hop-bar" });
-      bar.style.width = `${Math.max(1, (hop.durationMs / longest) * 100)}%`;
+      const span = spans[i] ?? { left: 0, width: 100 };
+      bar.style.left = `${span.left}%`;
+      bar.style.width = `${span.width}%`;
       return h(
         "li",
         { class: "hop", "data-service": hop.service, "data-code": hop.code, "data-ms": String(hop.durationMs) },
@@ -181,7 +195,12 @@ function hopList(timings: CallTimings): Node {
           "span",
           { class: "hop-detail" },
           `${hop.method} · ${hop.code}`,
-          hop.byCaller ? " · no answer: timed by its caller" : undefined,
+          // A database reports no timing of its own: its caller's measure is all there is, answer or not.
+          hop.byCaller
+            ? hop.code === "ok"
+              ? " · timed by its caller"
+              : " · no answer: timed by its caller"
+            : undefined,
         ),
       );
     }),
@@ -207,9 +226,9 @@ function traceLine(timings: CallTimings): Node | undefined {
 let callsShown = 0;
 
 /**
- * Adds the call to the list, newest first, and says in one line beside the
- * button what happened (announced to screen readers), linking to the details:
- * on a phone the list is far below.
+ * Shows the call under the control that made it (its answer, code, time and
+ * hops), says it in one line for screen readers, and adds it to the list of
+ * every call this page made, newest first.
  */
 function show(o: Outcome, statusId: string): void {
   const code = codeName(o.code);
@@ -229,6 +248,10 @@ function show(o: Outcome, statusId: string): void {
     hopList(o.timings),
     traceLine(o.timings),
   );
+  const beside = item.cloneNode(true) as HTMLElement;
+  beside.removeAttribute("id");
+  beside.classList.add("call-beside");
+  byId(statusId.replace(/-status$/, "-answer")).replaceChildren(beside);
   byId("calls").prepend(item);
   byId("calls-empty").hidden = true;
   const hops = o.timings.hops.length;

@@ -67,6 +67,41 @@ function assertWholeChain(hops: Hop[], code: string): void {
   assertNested(hops);
 }
 
+/**
+ * The answer shown under the button that made the call: the same call as the
+ * newest in the list, no further below the button than `maxGapPx`.
+ */
+async function answerBeside(page: Page, region: string, button: string, maxGapPx: number): Promise<Locator> {
+  const panel = page.getByRole("region", { name: region });
+  const answer = panel.locator(".call-beside");
+  await answer.waitFor({ timeout: WAIT_MS });
+  const buttonBox = await panel.getByRole("button", { name: button }).boundingBox();
+  const answerBox = await answer.boundingBox();
+  assert.ok(buttonBox && answerBox, "the button and its answer are on the page");
+  const gap = answerBox.y - (buttonBox.y + buttonBox.height);
+  assert.ok(gap >= 0 && gap <= maxGapPx, `the answer starts ${gap} px below its button (at most ${maxGapPx})`);
+  return answer;
+}
+
+/** The hops drawn as a trace view draws spans: each bar lies within the bar of the hop before it, its caller. */
+async function assertDrawnNested(call: Locator): Promise<void> {
+  const bars = await call.locator(".hop-bar").evaluateAll((els) =>
+    els.map((e) => {
+      const r = e.getBoundingClientRect();
+      return { left: r.left, right: r.right };
+    }),
+  );
+  assert.ok(bars.length >= 2, `${bars.length} bars`);
+  for (let i = 1; i < bars.length; i++) {
+    const outer = bars[i - 1] as { left: number; right: number };
+    const inner = bars[i] as { left: number; right: number };
+    assert.ok(
+      inner.left >= outer.left - 0.5 && inner.right <= outer.right + 0.5,
+      `hop ${i} [${inner.left}, ${inner.right}] inside hop ${i - 1} [${outer.left}, ${outer.right}]`,
+    );
+  }
+}
+
 /** Each hop contains the next: the gateway's time includes profiles', which includes users', which includes its queries'. */
 function assertNested(hops: Hop[]): void {
   for (let i = 1; i < hops.length; i++) {
@@ -151,6 +186,11 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
         assertWholeChain(hops, "ok");
         assert.ok((await elapsedMs(call)) >= (hops[0] as Hop).ms, "end to end includes the gateway's time");
         assert.match((await call.locator("[data-trace-id]").textContent()) ?? "", /^[0-9a-f]{32}$/);
+        // Under the button: the same call, its hops drawn each inside its caller's.
+        const answer = await answerBeside(page, "Look up a profile", "Get profile", 120);
+        assert.equal(await answer.getAttribute("data-code"), "ok");
+        assert.deepEqual(await hopsOf(answer), hops);
+        await assertDrawnNested(answer);
         // Beside the button, one line (a live region) says what happened and links to the details.
         const status = page.getByRole("region", { name: "Look up a profile" }).getByRole("status");
         assert.match((await status.textContent()) ?? "", /^GetProfile: ok in [\d.]+ ms, 4 hops · details$/);
@@ -177,6 +217,9 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
           "email",
         ]);
         assert.match((await call.locator("[data-field]").textContent()) ?? "", /email: must be a valid email address/);
+        const said = ((await call.textContent()) ?? "").match(/must be a valid email address/g) ?? [];
+        assert.equal(said.length, 1, "the field error is shown once");
+        await answerBeside(page, "Failure cases", "Bad email → InvalidArgument", 400);
         const hops = await hopsOf(call);
         assert.deepEqual(
           hops.map((h) => [h.service, h.code]),
@@ -306,6 +349,9 @@ describe("the demo page, in Chromium", { timeout: 180_000 }, () => {
       const call = await nextCall(page, 0, "GetProfile");
       assert.equal(await call.getAttribute("data-code"), "ok");
       assert.match((await call.locator(".result").textContent()) ?? "", /Grace H\./);
+      // On a phone too, the answer is right under the button, not a screen further down.
+      const answer = await answerBeside(page, "Look up a profile", "Get profile", 120);
+      await assertDrawnNested(answer);
     });
 
     it("keeps text contrast at WCAG AA (4.5:1, 3:1 for large text)", async () => {
