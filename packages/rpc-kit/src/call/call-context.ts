@@ -128,9 +128,16 @@ export class CallContext extends CallRecord implements HandlerContext {
     return this.#responseTrailers;
   }
 
-  /** The caller went away. A no-op once the call has ended. */
+  /**
+   * The caller went away (or the engine says the call was cancelled). At the
+   * deadline that is the deadline: a client resets its stream when its own
+   * timer fires, and grpc-js's server timer reports as a cancel; the clocks
+   * may disagree by a millisecond. A no-op once the call has ended.
+   */
   cancel(): void {
-    if (!this.signal.aborted) this.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
+    if (this.signal.aborted) return;
+    if (this.deadline !== undefined && Date.now() >= this.deadline - 1) this.expire();
+    else this.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
   }
 
   /** The deadline passed. A no-op once the call has ended. */

@@ -75,6 +75,6 @@ function asText(res: UniversalServerResponse): UniversalServerResponse {
   return {
     ...res,
     header,
-    ...(res.body !== undefined && { body: encodeBase64(res.body as AsyncIterable<Uint8Array>) }),
+    ...(res.body !== undefined && { body: encodeBase64(res.body) }),
   };
 }

@@ -146,7 +146,7 @@ export function createGrpcFastPath(
       const route = routes.get(headers[":path"] ?? "") as GrpcRoute;
       const startedAt = performance.now();
       let invoked = false;
-      const reply = new StreamReply(stream, route, (code) => {
+      const reply = new Http2Reply(stream, route, (code) => {
         if (invoked) return;
         options.onRefusedBeforeRpc?.({
           service: route.method.parent.typeName,
@@ -254,7 +254,7 @@ function decodeRequest(route: GrpcRoute, messages: readonly Buffer[]): unknown {
  * status) goes out, trailers after the body; an error before any message is
  * a trailers-only answer.
  */
-class StreamReply implements GrpcReply {
+class Http2Reply implements GrpcReply {
   headersSent = false;
   readonly drainEmitter: http2.ServerHttp2Stream;
   readonly #route: GrpcRoute;
@@ -270,10 +270,10 @@ class StreamReply implements GrpcReply {
   unary(headers: Headers | undefined, message: unknown, trailers: Headers | undefined): void {
     const stream = this.drainEmitter;
     if (stream.destroyed) return;
-    const bytes = envelope(toBinary(this.#route.method.output, message as never));
+    const frame = this.#frame(message);
     this.#trailers = toHttp2(trailers, { "grpc-status": "0" });
     this.headers(headers);
-    stream.end(bytes);
+    stream.end(frame);
   }
 
   headers(headers: Headers | undefined): void {
@@ -286,7 +286,11 @@ class StreamReply implements GrpcReply {
   }
 
   write(message: unknown): boolean {
-    return this.drainEmitter.write(envelope(toBinary(this.#route.method.output, message as never)));
+    return this.drainEmitter.write(this.#frame(message));
+  }
+
+  #frame(message: unknown): Buffer {
+    return envelope(toBinary(this.#route.method.output, message as never));
   }
 
   end(trailers: Headers | undefined): void {

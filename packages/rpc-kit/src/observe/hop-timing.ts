@@ -68,11 +68,12 @@ export function askedServerTiming(
 }
 
 /**
- * The client's side of the hop timings, for the calls of one upstream: adds
- * the hops an upstream reported to the list of the inbound call being served
- * (nothing outside one), or, when it answered with no timing or not at all,
- * one hop timed here and named after the upstream's service
- * ({@link upstreamServiceName}). `end(trailer, err)` records once.
+ * The client's side of the hop timings, for one outbound call: the returned
+ * `end(trailer, err)` adds the hops the upstream reported to the list of the
+ * inbound call being served, or, when it answered with no timing or not at
+ * all, one hop timed here and named after the upstream's service
+ * ({@link upstreamServiceName}); once. Undefined outside an inbound call that
+ * asked for timings.
  */
 export function clientHopTiming(
   req: UnaryRequest | StreamRequest,

@@ -64,12 +64,9 @@ type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown,
 function callOf(call: AnyCall, method: DescMethod, live: LiveCalls): CallContext {
   const deadline = call.getDeadline();
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  // grpc-js emits "cancelled" after every call, answered or not: CallContext ignores it once the call ended.
-  const onCancelled = () => {
-    // grpc-js's timer and Date.now() may disagree by a millisecond.
-    if (ctx.deadline !== undefined && Date.now() >= ctx.deadline - 1) ctx.expire();
-    else ctx.cancel();
-  };
+  // grpc-js emits "cancelled" after every call, answered or not (CallContext ignores it once the
+  // call ended), and at the deadline (CallContext tells that one apart).
+  const onCancelled = () => ctx.cancel();
   const ctx = new CallContext(
     {
       service: method.parent,
@@ -84,18 +81,6 @@ function callOf(call: AnyCall, method: DescMethod, live: LiveCalls): CallContext
   );
   call.once("cancelled", onCancelled);
   return ctx;
-}
-
-/** Headers to send, or undefined when the handler set none. */
-function metadataOf(headers: Headers | undefined): Metadata | undefined {
-  return headers && !isEmptyHeaders(headers) ? headersToMetadata(headers) : undefined;
-}
-
-/** The status of a failed call, with the handler's trailers. */
-function failedStatus(err: ConnectError, trailers: Headers | undefined) {
-  const status = connectErrorToGrpcStatus(err);
-  if (trailers) status.metadata.merge(headersToMetadata(trailers));
-  return status;
 }
 
 /** Creates a grpc-js Server with every registration's methods added. */
@@ -130,70 +115,55 @@ export function createGrpcEngine(registrations: readonly ServiceRegistration[], 
     entry.implementation[method.localName] =
       route.kind === "unary"
         ? (((call, callback) => {
-            void answerGrpcCall(route, callOf(call, method, live), call.request, new UnaryReply(call, callback));
+            void answerGrpcCall(route, callOf(call, method, live), call.request, new GrpcJsReply(call, callback));
           }) satisfies handleUnaryCall<unknown, unknown>)
         : (((call) => {
-            void answerGrpcCall(route, callOf(call, method, live), call.request, new StreamReply(call));
+            void answerGrpcCall(route, callOf(call, method, live), call.request, new GrpcJsReply(call));
           }) satisfies handleServerStreamingCall<unknown, unknown>);
   }
   for (const { definition, implementation } of byService.values()) server.addService(definition, implementation);
   return server;
 }
 
-function unexpected(): never {
-  throw new Error("a unary call has no stream to write");
-}
+/**
+ * The answer through grpc-js: headers with sendMetadata, a unary call's
+ * message and status in its callback, a stream's messages and status on its
+ * writable call.
+ */
+class GrpcJsReply implements GrpcReply {
+  readonly drainEmitter: AnyCall;
+  readonly #callback: sendUnaryData<unknown> | undefined;
 
-/** A unary call's answer through grpc-js: headers, then the message and status in one callback. */
-class UnaryReply implements GrpcReply {
-  readonly #call: ServerUnaryCall<unknown, unknown>;
-  readonly #callback: sendUnaryData<unknown>;
-  constructor(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) {
-    this.#call = call;
+  constructor(call: AnyCall, callback?: sendUnaryData<unknown>) {
+    this.drainEmitter = call;
     this.#callback = callback;
   }
-  get drainEmitter() {
-    return this.#call;
-  }
+
   unary(headers: Headers | undefined, message: unknown, trailers: Headers | undefined): void {
-    const metadata = metadataOf(headers);
-    if (metadata) this.#call.sendMetadata(metadata);
-    this.#callback(null, message, trailers ? headersToMetadata(trailers) : new Metadata());
+    this.headers(headers);
+    this.#callback?.(null, message, trailerMetadata(trailers));
   }
+
+  headers(headers: Headers | undefined): void {
+    if (headers && !isEmptyHeaders(headers)) this.drainEmitter.sendMetadata(headersToMetadata(headers));
+  }
+
+  write(message: unknown): boolean {
+    return (this.drainEmitter as ServerWritableStream<unknown, unknown>).write(message);
+  }
+
+  end(trailers: Headers | undefined): void {
+    (this.drainEmitter as ServerWritableStream<unknown, unknown>).end(trailerMetadata(trailers));
+  }
+
   fail(err: ConnectError, trailers: Headers | undefined): void {
-    this.#callback(failedStatus(err, trailers));
-  }
-  headers(): never {
-    return unexpected();
-  }
-  write(): never {
-    return unexpected();
-  }
-  end(): never {
-    return unexpected();
+    const status = connectErrorToGrpcStatus(err);
+    if (trailers) status.metadata.merge(headersToMetadata(trailers));
+    if (this.#callback) this.#callback(status);
+    else this.drainEmitter.emit("error", status);
   }
 }
 
-/** A stream's answer through grpc-js's writable call. */
-class StreamReply implements GrpcReply {
-  readonly drainEmitter: ServerWritableStream<unknown, unknown>;
-  constructor(call: ServerWritableStream<unknown, unknown>) {
-    this.drainEmitter = call;
-  }
-  unary(): never {
-    return unexpected();
-  }
-  headers(headers: Headers | undefined): void {
-    const metadata = metadataOf(headers);
-    if (metadata) this.drainEmitter.sendMetadata(metadata);
-  }
-  write(message: unknown): boolean {
-    return this.drainEmitter.write(message);
-  }
-  end(trailers: Headers | undefined): void {
-    this.drainEmitter.end(trailers ? headersToMetadata(trailers) : new Metadata());
-  }
-  fail(err: ConnectError, trailers: Headers | undefined): void {
-    this.drainEmitter.emit("error", failedStatus(err, trailers));
-  }
+function trailerMetadata(trailers: Headers | undefined): Metadata {
+  return trailers ? headersToMetadata(trailers) : new Metadata();
 }
