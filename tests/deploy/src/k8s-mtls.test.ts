@@ -35,11 +35,21 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
     const of = (kind: string) => objects.filter((o) => o.kind === kind);
     const deployments = of("Deployment");
     const container = (d: Obj) => d.spec.template.spec.containers[0];
-    const configOf = (d: Obj) =>
-      of("ConfigMap").find((m) => m.metadata.name === container(d).envFrom[0].configMapRef.name);
+    /** A Deployment's settings: its ConfigMaps in envFrom order, the later winning. */
+    const configOf = (d: Obj) => ({
+      data: Object.assign(
+        {},
+        ...container(d).envFrom.map(
+          (from: Obj) => of("ConfigMap").find((m) => m.metadata.name === from.configMapRef.name)?.data,
+        ),
+      ),
+    });
 
     it("mounts each service's certificate Secret as a directory and points the TLS_* files into it", () => {
-      assert.equal(deployments.length, 3);
+      assert.equal(
+        deployments.length,
+        render(`${root}/k8s/overlays/${overlay}`).filter((o) => o.kind === "Deployment").length,
+      );
       // Strictly valid, every object but cert-manager's (no schema here).
       for (const o of objects.filter((x) => SCHEMAS[`${x.apiVersion}/${x.kind}`])) {
         assert.deepEqual(schemaProblems(o), [], `${o.kind}/${o.metadata.name}`);
@@ -68,11 +78,11 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
       }
     });
 
-    it("probes users and profiles on the plain admin port, since kubelet's gRPC probe cannot speak TLS", () => {
+    it("probes the backends on the plain admin port, since kubelet's gRPC probe cannot speak TLS", () => {
       for (const d of deployments) {
         for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
           const p = container(d)[probe];
-          if (d.metadata.name === "gateway") {
+          if (d.metadata.labels["app.kubernetes.io/component"] === "edge") {
             // The gateway's public port stays plain: its gRPC probes still work.
             if (p.grpc) assert.equal(p.grpc.port, Number(configOf(d).data.PORT));
             continue;
@@ -115,7 +125,7 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
           assert.ok(cert.spec.usages.includes("server auth"), `${service} can serve`);
         }
       }
-      assert.equal(dialled, 2);
+      assert.ok(dialled >= 2, `${dialled} addresses`);
     });
   });
 }
