@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm start`: runs users, profiles and gateway (built by turbo) as three
-// processes in dependency order, each started once the previous one is
+// `npm start`: runs the services below (built by turbo), one process each, in
+// dependency order (`npm run new-service` appends to the list), each started once the previous one is
 // ready, with their log lines interleaved on this terminal. Ctrl-C (or
 // SIGTERM) shuts them down gracefully; a second one, 0.5 s or more later,
 // stops them at once.
@@ -89,7 +89,7 @@ try {
     await waitReady(s.name, s.adminPort, child);
   }
   if (!stopping) {
-    say("all three services are ready; gateway on http://localhost:8080");
+    say(`all ${services.length} services are ready; gateway on http://localhost:8080`);
     say(
       `try: curl -s localhost:8080/demo.gateway.v1.GatewayService/GetProfile -H 'content-type: application/json' -d '{"userId":"u-1"}'`,
     );
