@@ -712,12 +712,33 @@ edit("k8s/overlays/production/disruption-budgets.yaml", (s) => {
 });
 
 // mTLS: its certificate and the mount of its Secret.
-edit("k8s/components/mtls/certificates.yaml", (s) => {
-  const doc = s.split(/^---\n/m).findLast((d) => /secretName: [\w-]+-tls$/m.test(d) && !/isCA: true/.test(d));
-  const other = doc && /^ {2}name: ([\w-]+)-tls$/m.exec(doc)?.[1];
-  if (!other) return s;
-  return `${s.replace(/\n*$/, "\n")}---\n${doc.replace(/^#.*\n/gm, "").replaceAll(new RegExp(`\\b${other}\\b`, "g"), name)}`;
-});
+// A backend serves and calls: its certificate is for both.
+edit(
+  "k8s/components/mtls/certificates.yaml",
+  (s) => `${s.replace(/\n*$/, "\n")}---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: ${name}-tls
+spec:
+  secretName: ${name}-tls
+  commonName: ${name}
+  dnsNames:
+    - ${name}
+    - ${name}.${NAMESPACE}.svc
+    - ${name}.${NAMESPACE}.svc.cluster.local
+  duration: 24h
+  renewBefore: 8h
+  usages: [digital signature, key encipherment, server auth, client auth]
+  privateKey:
+    algorithm: ECDSA
+    size: 256
+    rotationPolicy: Always
+  issuerRef:
+    name: rpc-chain-ca
+    kind: Issuer
+`,
+);
 stage(
   `k8s/components/mtls/mount-${name}.yaml`,
   `# ${name} reads its certificate, key and the CA from the Secret of Certificate ${name}-tls.

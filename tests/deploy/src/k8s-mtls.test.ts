@@ -112,6 +112,10 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
         assert.ok(cert, `a Certificate for ${d.metadata.name}`);
         assert.ok(issuers.some((i) => i.metadata.name === cert.spec.issuerRef.name && i.spec.ca));
         assert.ok(cert.spec.usages.includes("client auth"), `${d.metadata.name} can call`);
+        // A backend serves on its mTLS port (nobody may call it yet: a new service before its first caller).
+        if (d.metadata.labels["app.kubernetes.io/component"] === "backend") {
+          assert.ok(cert.spec.usages.includes("server auth"), `${d.metadata.name} can serve`);
+        }
       }
       let dialled = 0;
       for (const m of of("ConfigMap")) {
