@@ -366,8 +366,10 @@ ${upImports}${upImports ? "\n" : ""}import { invalidArgument } from "@demo/rpc-k
 /** The most ids one List call takes. */
 export const MAX_IDS = 100;
 
-export interface ${Service}Deps {
-${depsFields || "  // The clients of the services this one calls go here."}
+${
+  depsFields
+    ? `export interface ${Service}Deps {\n${depsFields}\n}`
+    : `/** The clients of the services this one calls, once it calls any. */\nexport type ${Service}Deps = Record<string, never>;`
 }
 
 /**

@@ -215,6 +215,26 @@ describe("npm run new-service orders --calls users", { timeout: 600_000 }, () =>
     }
   });
 
+  it("writes a service that calls nobody, which builds, passes its tests and the checks too", () => {
+    const out = ok("npm", ["run", "new-service", "--", "ledger", "--port", "50100"]);
+    assert.match(out, /ledger on port 50100 \(admin 9054\):/);
+    ok("npx", ["turbo", "run", "build", "typecheck", "--filter=@demo/ledger...", "--output-logs=errors-only"]);
+    assert.match(ok("npm", ["test", "-w", "@demo/ledger"]), /pass 4\b/);
+    ok("npx", ["buf", "lint"]);
+    ok("npx", ["biome", "check", "."]);
+    const checks = ok(
+      process.execPath,
+      ["--test", "src/k8s.test.ts", "src/k8s-mtls.test.ts"],
+      join(copy, "tests/deploy"),
+    );
+    assert.match(checks, /fail 0\b/);
+    assert.doesNotMatch(
+      readFileSync(join(copy, "k8s/base/network-policies.yaml"), "utf8"),
+      /ledger/,
+      "no calls: no policies",
+    );
+  });
+
   it("refuses a second run, a taken port, a bad name or an unknown upstream in one line, changing nothing", () => {
     const before = snapshot();
     for (const [args, message] of [

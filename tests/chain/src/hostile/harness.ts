@@ -25,7 +25,7 @@ export { MiB };
 // ---------------------------------------------------------------------------
 // Bounds shared by the tests (each test file states its own where it differs)
 
-/** The pods' memory limit in the manifests (k8s/base/*: limits.memory 512Mi): past it the pod is OOM-killed. */
+/** The pods' memory limit in the manifests (k8s/components/rpc-service: limits.memory 512Mi): past it the pod is OOM-killed. */
 export const POD_MEMORY_LIMIT = 512 * MiB;
 /**
  * Peak RSS any service may reach while attacked: the image caps V8's old
