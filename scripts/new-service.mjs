@@ -25,6 +25,7 @@ function fail(message, status = 2) {
 }
 
 const read = (path) => readFileSync(join(root, path), "utf8");
+const versionOf = (packageJson) => JSON.parse(read(packageJson)).version;
 
 // ---------------------------------------------------------------- arguments
 
@@ -61,10 +62,9 @@ function parseArgs(argv) {
 // ---------------------------------------------------------- the repository now
 
 /** The services the repository has: compose's blocks that build an app, with their ports. */
-function existingServices() {
-  const compose = read("docker-compose.yml");
+function existingServices(blocks) {
   const services = new Map();
-  for (const block of composeServiceBlocks(compose)) {
+  for (const block of blocks) {
     const app = /^\s+APP: ([\w-]+)$/m.exec(block.text)?.[1];
     if (!app) continue;
     const port = Number(/^\s+PORT: "(\d+)"$/m.exec(block.text)?.[1]);
@@ -97,12 +97,11 @@ function composeServiceBlocks(compose) {
 }
 
 /** Every port a service, the database or a tool of the stack already has, in compose, npm start and k8s. */
-function takenPorts() {
+function takenPorts(compose) {
   const taken = new Set();
   const add = (text, re) => {
     for (const m of text.matchAll(re)) taken.add(Number(m[1]));
   };
-  const compose = read("docker-compose.yml");
   add(compose, /PORT: "(\d+)"/g);
   add(compose, /^\s+- "(?:[\d.]+:)?(?:\$\{\w+:-)?(\d+)\}?:\d+"/gm);
   add(compose, /^\s+- "(?:[\d.]+:)?(?:\$\{\w+:-)?\d+\}?:(\d+)"/gm);
@@ -149,22 +148,21 @@ function upstreamApis(calls) {
     const file = files.find((f) => f.package === pkg && (f.service ?? []).length > 0);
     if (!file) fail(`${up} has no service in proto package ${pkg}`);
     const service = file.service[0];
+    const stringField = (m) =>
+      (messages.get(m.inputType)?.field ?? []).find((x) => x.type === "TYPE_STRING" && x.label !== "LABEL_REPEATED");
     const method = (service.method ?? []).find(
       (m) =>
         !m.clientStreaming &&
         !m.serverStreaming &&
         m.options?.idempotencyLevel === "NO_SIDE_EFFECTS" &&
-        (messages.get(m.inputType)?.field ?? []).some((x) => x.type === "TYPE_STRING" && x.label !== "LABEL_REPEATED"),
+        stringField(m) !== undefined,
     );
-    const field = method
-      ? messages.get(method.inputType).field.find((x) => x.type === "TYPE_STRING" && x.label !== "LABEL_REPEATED")
-      : undefined;
     return {
       name: up,
       service: service.name,
       module: `@demo/proto/${file.name.replace(/\.proto$/, "_pb")}`,
       procedure: `${pkg}.${service.name}/${method?.name ?? ""}`,
-      method: method && { local: lowerFirst(method.name), field: field.jsonName },
+      method: method && { local: lowerFirst(method.name), field: stringField(method).jsonName },
     };
   });
 }
@@ -184,11 +182,12 @@ const { name } = args;
 if (!/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(name) || name.length > 30) {
   fail(`${name}: a name is lowercase letters and digits, words joined by "-", at most 30 characters (e.g. orders)`);
 }
-const services = existingServices();
-const composeNames = composeServiceBlocks(read("docker-compose.yml")).map((b) => b.name);
+const compose = read("docker-compose.yml");
+const composeBlocks = composeServiceBlocks(compose);
+const services = existingServices(composeBlocks);
 const seg = protoSegment(name);
 for (const [what, taken] of [
-  ["a compose service", composeNames.includes(name)],
+  ["a compose service", composeBlocks.some((b) => b.name === name)],
   [`apps/${name}`, existsSync(join(root, "apps", name))],
   [`proto/demo/${seg}`, existsSync(join(root, "proto/demo", seg))],
   [`k8s/base/${name}`, existsSync(join(root, "k8s/base", name))],
@@ -202,7 +201,7 @@ for (const up of calls) {
   if (!s) fail(`--calls ${up}: no such service (there are ${[...services.keys()].join(", ")}); nothing was written`);
   if (s.role === "edge") fail(`--calls ${up}: ${up} is the public edge, not called from inside; nothing was written`);
 }
-const taken = takenPorts();
+const taken = takenPorts(compose);
 if (args.port !== undefined) {
   if (args.port < 1024 || args.port > 65535) fail(`--port ${args.port}: a port from 1024 to 65535`);
   if (taken.has(args.port)) fail(`--port ${args.port} is taken; nothing was written`);
@@ -215,6 +214,14 @@ const Service = `${pascal(name)}Service`;
 const protoFile = `proto/demo/${seg}/v1/${seg}.proto`;
 const pbModule = `@demo/proto/demo/${seg}/v1/${seg}_pb`;
 const callsText = ups.length === 0 ? "" : ` after checking each id with ${ups.map((u) => u.name).join(" and ")}`;
+const upstreamList = ups.map((u) => u.name).join(", ");
+/** The upstream clients by variable name, as the handlers' deps take them: `{ users }`. */
+const clients = `{ ${ups.map((u) => camel(u.name)).join(", ")} }`;
+/** main.ts and the test import each upstream's service descriptor. */
+const upstreamImports = ups.map((u) => `import { ${u.service} } from "${u.module}";\n`).join("");
+/** The version the project's images and packages carry, and the library versions its apps pin. */
+const VERSION = versionOf("package.json");
+const NODE_ENGINE = JSON.parse(read("package.json")).engines.node;
 
 /** path → new content; `null` original = a file this run creates. */
 const writes = new Map();
@@ -302,11 +309,11 @@ stage(
   `${JSON.stringify(
     {
       name: `@demo/${name}`,
-      version: "0.1.0",
+      version: VERSION,
       private: true,
-      description: `${name}: demo.${seg}.v1.${Service}${ups.length ? `, calling ${ups.map((u) => u.name).join(", ")}` : ""}.`,
+      description: `${name}: demo.${seg}.v1.${Service}${ups.length ? `, calling ${upstreamList}` : ""}.`,
       type: "module",
-      engines: { node: ">=22.18" },
+      engines: { node: NODE_ENGINE },
       exports: { ".": { types: "./dist/service.d.ts", default: "./dist/service.js" } },
       scripts: {
         build: "tsc -p tsconfig.build.json",
@@ -315,10 +322,10 @@ stage(
         start: "node dist/main.js",
       },
       dependencies: {
-        "@bufbuild/protobuf": "2.17.0",
-        "@connectrpc/connect": "2.2.0",
-        "@demo/proto": "0.1.0",
-        "@demo/rpc-kit": "0.1.0",
+        "@bufbuild/protobuf": versionOf("node_modules/@bufbuild/protobuf/package.json"),
+        "@connectrpc/connect": versionOf("node_modules/@connectrpc/connect/package.json"),
+        "@demo/proto": versionOf("packages/proto/package.json"),
+        "@demo/rpc-kit": versionOf("packages/rpc-kit/package.json"),
       },
     },
     null,
@@ -381,7 +388,7 @@ ${
      : ""
  }
  */
-export function create${Service}(${ups.length ? `{ ${ups.map((u) => camel(u.name)).join(", ")} }` : "_deps"}: ${Service}Deps): ServiceImpl<typeof ${Service}> {
+export function create${Service}(${ups.length ? clients : "_deps"}: ${Service}Deps): ServiceImpl<typeof ${Service}> {
   /** The item of one id, once every upstream has confirmed it. */
   async function itemOf(id: string) {
     const confirmedBy: string[] = [];
@@ -416,7 +423,7 @@ const settingsText = ups
 stage(
   `${app}/src/main.ts`,
   `import { ${Service} } from "${pbModule}";
-${ups.map((u) => `import { ${u.service} } from "${u.module}";`).join("\n")}${ups.length ? "\n" : ""}import { serveApp, service${ups.length ? ", setting" : ""} } from "@demo/rpc-kit";
+${upstreamImports}import { serveApp, service${ups.length ? ", setting" : ""} } from "@demo/rpc-kit";
 import { create${Service} } from "./service.ts";
 
 await serveApp({
@@ -430,7 +437,7 @@ ${settingsText}
   },
   start: ({ config, client }) => {
 ${ups.map((u) => `    const ${camel(u.name)} = client(${u.service}, config.${camel(u.name)}Addr, { timeoutMs: config.rpcTimeoutMs });`).join("\n")}
-    return { services: [service(${Service}, create${Service}({ ${ups.map((u) => camel(u.name)).join(", ")} }))] };
+    return { services: [service(${Service}, create${Service}(${clients}))] };
   },`
     : `  start: () => ({ services: [service(${Service}, create${Service}({}))] }),`
 }
@@ -445,7 +452,7 @@ stage(
 import { describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ${Service} } from "${pbModule}";
-${ups.map((u) => `import { ${u.service} } from "${u.module}";`).join("\n")}${ups.length ? "\n" : ""}import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
+${upstreamImports}import { BadRequestSchema } from "@demo/proto/google/rpc/error_details_pb";
 import { createInMemoryClient } from "@demo/rpc-kit/testing";
 import { create${Service}, MAX_IDS } from "./service.ts";
 
@@ -472,7 +479,7 @@ ${ups
       : `  const ${camel(u.name)} = createInMemoryClient(${u.service}, {});`,
   )
   .join("\n")}
-  return { asked, ${camel(name)}: createInMemoryClient(${Service}, create${Service}({ ${ups.map((u) => camel(u.name)).join(", ")} })) };
+  return { asked, ${camel(name)}: createInMemoryClient(${Service}, create${Service}(${clients})) };
 }
 
 const fieldOf = (e: unknown) => (e as ConnectError).findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field;
@@ -558,7 +565,7 @@ edit("docker-compose.yml", (s) => {
   const block = `
   ${name}:
     <<: *rpc-service
-    image: rpc-chain/${name}:0.1.0
+    image: rpc-chain/${name}:${VERSION}
     build:
       context: .
       args:
@@ -657,7 +664,7 @@ edit("k8s/base/kustomization.yaml", (s) => {
 insertAfterLast(
   "k8s/base/kustomization.yaml",
   /^ {2}- name: rpc-chain\/[\w-]+\n {4}newTag: .*$/m,
-  `\n  - name: rpc-chain/${name}\n    newTag: 0.1.0`,
+  `\n  - name: rpc-chain/${name}\n    newTag: ${VERSION}`,
 );
 
 const policy = (policyName, selected, type, peer, peerPort) => `---
@@ -698,20 +705,19 @@ if (ups.length > 0) {
 insertAfterLast(
   "k8s/overlays/production/kustomization.yaml",
   /^ {2}- name: rpc-chain\/[\w-]+\n {4}newName: .*\n {4}newTag: .*$/m,
-  `\n  - name: rpc-chain/${name}\n    newName: registry.example.com/rpc-chain/${name}\n    newTag: 0.1.0`,
+  `\n  - name: rpc-chain/${name}\n    newName: registry.example.com/rpc-chain/${name}\n    newTag: ${VERSION}`,
 );
-edit("k8s/overlays/production/autoscaling.yaml", (s) => {
-  const doc = s.split(/^---\n/m).at(-1);
-  const other = /^ {2}name: ([\w-]+)$/m.exec(doc)?.[1];
-  if (!other) return s;
-  return `${s.replace(/\n*$/, "\n")}---\n${doc.replace(/^#.*\n/gm, "").replaceAll(new RegExp(`\\b${other}\\b`, "g"), name)}`;
-});
-edit("k8s/overlays/production/disruption-budgets.yaml", (s) => {
-  const doc = s.split(/^---\n/m).at(-1);
-  const other = /^ {2}name: ([\w-]+)$/m.exec(doc)?.[1];
-  if (!other) return s;
-  return `${s.replace(/\n*$/, "\n")}---\n${doc.replace(/^#.*\n/gm, "").replaceAll(new RegExp(`\\b${other}\\b`, "g"), name)}`;
-});
+/** Appends a copy of the file's last document (one service's object) for this service, comments dropped. */
+function appendCopyOfLast(path) {
+  edit(path, (s) => {
+    const doc = s.split(/^---\n/m).at(-1);
+    const other = /^ {2}name: ([\w-]+)$/m.exec(doc)?.[1];
+    if (!other) return s;
+    return `${s.replace(/\n*$/, "\n")}---\n${doc.replace(/^#.*\n/gm, "").replaceAll(new RegExp(`\\b${other}\\b`, "g"), name)}`;
+  });
+}
+appendCopyOfLast("k8s/overlays/production/autoscaling.yaml");
+appendCopyOfLast("k8s/overlays/production/disruption-budgets.yaml");
 
 // mTLS: its certificate and the mount of its Secret.
 // A backend serves and calls: its certificate is for both.
@@ -782,7 +788,7 @@ if (ups.length > 0) {
 insertAfterLast(
   "README.md",
   /^\| `[\w-]+` +\|.*\| `proto\/demo\/.*\.proto` *\|$/m,
-  `\n| \`${name}\` | ${ups.length ? `checks ids with ${ups.map((u) => u.name).join(", ")}` : "answers by id"} | ${port} | ${adminPort} | ${ups.map((u) => u.name).join(", ") || "—"} | \`${protoFile}\` |`,
+  `\n| \`${name}\` | ${ups.length ? `checks ids with ${upstreamList}` : "answers by id"} | ${port} | ${adminPort} | ${upstreamList || "—"} | \`${protoFile}\` |`,
 );
 
 // ------------------------------------------------------------------- write
@@ -826,7 +832,7 @@ if (args.install) run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=
 
 process.stdout.write(
   [
-    `new-service: ${name} on port ${port} (admin ${adminPort})${ups.length ? `, calling ${ups.map((u) => u.name).join(", ")}` : ""}:`,
+    `new-service: ${name} on port ${port} (admin ${adminPort})${ups.length ? `, calling ${upstreamList}` : ""}:`,
     `  ${protoFile} and packages/proto/src/demo/${seg}/ (generated)`,
     `  ${app}/ (main, handlers, their test)`,
     `  ${k8sFolder}/ and k8s/base/kustomization.yaml${ups.length ? ", NetworkPolicies" : ""}, production overlay, mtls component`,

@@ -6,13 +6,13 @@
  * secret's path and the ports are the test's own.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse } from "yaml";
 import { type Chain, repoRoot, startChain } from "./processes.ts";
+import { sh } from "./shell.ts";
 
 const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
 const dir = mkdtempSync(join(tmpdir(), "readme-auth-"));
@@ -36,17 +36,6 @@ function tokenAndCall(block: string): string {
   return lines.slice(from, to + 1).join("\n");
 }
 
-function sh(script: string, env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "sh",
-      ["-c", script],
-      { cwd: repoRoot, env: { ...process.env, ...env }, timeout: 30_000 },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
 const onGateway = (script: string, chain: Chain) =>
   script.replaceAll("localhost:8080", `localhost:${chain.gateway.port}`);
 
@@ -57,7 +46,7 @@ describe("README: authentication, as written", () => {
     const lines = block.replaceAll("/tmp/jwt-secret", secretPath).split("\n");
     const [makeSecret, exportLine] = lines;
     assert.match(makeSecret ?? "", /> \S+$/);
-    assert.equal((await sh(makeSecret ?? "", {})).code, 0);
+    assert.equal((await sh(makeSecret ?? "")).code, 0);
     assert.ok(readFileSync(secretPath, "utf8").trim().length >= 32, "the secret is long enough for the services");
     const settings = Object.fromEntries(
       [...(exportLine ?? "").matchAll(/(AUTH_\w+)=(\S+)/g)].map((m) => [m[1] as string, m[2] as string]),
@@ -102,7 +91,7 @@ describe("README: authentication, as written", () => {
       },
     });
     try {
-      const { code, stdout, stderr } = await sh(onGateway(tokenAndCall(blockAfter("On kind:")), chain), {});
+      const { code, stdout, stderr } = await sh(onGateway(tokenAndCall(blockAfter("On kind:")), chain));
       assert.equal(code, 0, stderr);
       assert.match(stdout, /"name":"Alice Liddell"/, stdout);
     } finally {

@@ -5,11 +5,11 @@
  * chain's own; the times of users created here are masked.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Chain, repoRoot, startChain } from "./processes.ts";
+import { sh } from "./shell.ts";
 
 interface Step {
   readonly command: string;
@@ -35,14 +35,6 @@ const masked = (text: string) =>
     .trimEnd()
     .replace(/\r\n/g, "\n")
     .replace(/("createdAt":\s*")[^"]+"/g, '$1…"');
-
-function run(command: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile("sh", ["-c", command], { cwd: repoRoot, timeout: 30_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe("README: Try it, as written", () => {
   let chain: Chain;
@@ -71,7 +63,7 @@ describe("README: Try it, as written", () => {
         ports[port] === undefined ? m : `localhost:${ports[port]}`,
       );
       for (const answer of step.answers.length > 0 ? step.answers : [undefined]) {
-        const { code, stdout, stderr } = await run(command);
+        const { code, stdout, stderr } = await sh(command);
         assert.equal(code, 0, `${step.command}\n${stderr}`);
         if (answer === undefined) continue;
         const elided = /^\.\.\. .*\.\.\.$/m.exec(answer);

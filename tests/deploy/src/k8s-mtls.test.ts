@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, describe, it } from "node:test";
-import { kubectlMissing, type Obj, overlays, render, root } from "./k8s-render.ts";
+import { envOf, kubectlMissing, type Obj, overlays, render, root } from "./k8s-render.ts";
 import { SCHEMAS, schemaProblems } from "./k8s-schema.ts";
 
 /** An overlay as a user writes one: an existing overlay plus the mtls component (kustomize wants relative paths). */
@@ -36,14 +36,7 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
     const deployments = of("Deployment");
     const container = (d: Obj) => d.spec.template.spec.containers[0];
     /** A Deployment's settings: its ConfigMaps in envFrom order, the later winning. */
-    const configOf = (d: Obj) => ({
-      data: Object.assign(
-        {},
-        ...container(d).envFrom.map(
-          (from: Obj) => of("ConfigMap").find((m) => m.metadata.name === from.configMapRef.name)?.data,
-        ),
-      ),
-    });
+    const settingsOf = (d: Obj) => envOf(objects, container(d));
 
     it("mounts each service's certificate Secret as a directory and points the TLS_* files into it", () => {
       assert.equal(
@@ -71,7 +64,7 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
             `${name}/${init.name} mounts what ${name} does`,
           );
         }
-        const data = configOf(d).data;
+        const data = settingsOf(d);
         assert.equal(data.TLS_CERT_FILE, "/etc/rpc-tls/tls.crt");
         assert.equal(data.TLS_KEY_FILE, "/etc/rpc-tls/tls.key");
         assert.equal(data.TLS_CA_FILE, "/etc/rpc-tls/ca.crt");
@@ -84,7 +77,7 @@ for (const overlay of kubectlMissing ? [] : overlays()) {
           const p = container(d)[probe];
           if (d.metadata.labels["app.kubernetes.io/component"] === "edge") {
             // The gateway's public port stays plain: its gRPC probes still work.
-            if (p.grpc) assert.equal(p.grpc.port, Number(configOf(d).data.PORT));
+            if (p.grpc) assert.equal(p.grpc.port, Number(settingsOf(d).PORT));
             continue;
           }
           assert.equal(p.grpc, undefined, `${d.metadata.name} ${probe} is not a gRPC probe`);

@@ -1,4 +1,5 @@
 /** Rendering k8s/ with `kubectl kustomize`, for the static checks of k8s*.test.ts. */
+import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -40,4 +41,17 @@ export function render(dir: string): Obj[] {
   return parseAllDocuments(text)
     .map((d) => d.toJS())
     .filter((o) => o !== null);
+}
+
+/** A container's environment among `objects`: its ConfigMaps (envFrom, the later winning), then its own env values. */
+export function envOf(objects: Obj[], c: Obj): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const from of c.envFrom ?? []) {
+    if (!from.configMapRef) continue;
+    const m = objects.find((x) => x.kind === "ConfigMap" && x.metadata.name === from.configMapRef.name);
+    assert.ok(m, `${c.name}: ConfigMap ${from.configMapRef.name} exists`);
+    Object.assign(env, m.data);
+  }
+  for (const e of c.env ?? []) if (typeof e.value === "string") env[e.name] = e.value;
+  return env;
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
-import { kubectlMissing, type Obj, overlays, render, root } from "./k8s-render.ts";
+import { envOf as containerEnv, kubectlMissing, type Obj, overlays, render, root } from "./k8s-render.ts";
 import { schemaProblems } from "./k8s-schema.ts";
 
 const NAMESPACE = "rpc-chain";
@@ -116,18 +116,7 @@ for (const overlay of overlayNames) {
       assert.ok(c, `${nameOf(d)} has a container named ${nameOf(d)}`);
       return c;
     };
-    /** A container's environment: its ConfigMaps (envFrom), then its own env values. */
-    const envOf = (c: Obj): Record<string, string> => {
-      const env: Record<string, string> = {};
-      for (const from of c.envFrom ?? []) {
-        if (!from.configMapRef) continue;
-        const m = configMaps.find((x) => x.metadata.name === from.configMapRef.name);
-        assert.ok(m, `${c.name}: ConfigMap ${from.configMapRef.name} exists`);
-        Object.assign(env, m.data);
-      }
-      for (const e of c.env ?? []) if (typeof e.value === "string") env[e.name] = e.value;
-      return env;
-    };
+    const envOf = (c: Obj) => containerEnv(objects, c);
     /** A container port by number or by name (undefined when the container has no such port). */
     const portOf = (c: Obj, port: string | number): number | undefined =>
       (c.ports ?? []).find((p: Obj) => p.containerPort === port || p.name === port)?.containerPort;
